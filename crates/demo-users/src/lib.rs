@@ -1,0 +1,1 @@
+//! The users service (filled in by issue 3).
