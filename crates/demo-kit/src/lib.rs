@@ -1,1 +1,62 @@
-//! Serving code shared by the demo services (filled in by issue 3).
+//! Serving code shared by the demo services (`demo-users`, `demo-orders`, `demo-gateway`).
+//!
+//! All three services are [rustapi-rs](https://docs.rs/rustapi-rs) apps, but rustapi-rs's own
+//! `run()` cannot serve a listener you bound (so tests cannot use `127.0.0.1:0`), cuts in-flight
+//! requests on shutdown and accepts no tower layers. This crate replaces it, once, for all three:
+//!
+//! - [`Stack`] turns a [`RustApi`](rustapi_core::RustApi) app into a tower
+//!   [`HttpService`]: the app's `request_dispatcher()` behind tower-http layers for tracing,
+//!   request ids (an incoming `x-request-id` is kept, otherwise one is made, and it is echoed on
+//!   the response), a request body limit that also catches chunked bodies, optional fault
+//!   injection, an `x-served-by` header, and one JSON error shape for every error, including the
+//!   404/405/413 answers produced outside the handlers.
+//! - [`serve`] runs any such service on a bound [`tokio::net::TcpListener`] and, when the shutdown
+//!   future completes, stops accepting and drains in-flight requests.
+//! - [`AppError`] is the one error type with the one mapping to HTTP
+//!   (`{"error": {"code": "...", "message": "..."}}`).
+//! - [`shutdown_signal`] completes on SIGTERM or Ctrl-C; [`init_tracing`] sets up logging.
+//!
+//! ```no_run
+//! use demo_kit::{Stack, serve, shutdown_signal};
+//! use rustapi_core::{RustApi, get};
+//!
+//! async fn hello() -> &'static str {
+//!     "hello"
+//! }
+//!
+//! # async fn example() -> std::io::Result<()> {
+//! let app = RustApi::new().route("/", get(hello));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let service = Stack::new().with_served_by("hello-1").service(&app);
+//! serve(listener, service, shutdown_signal()).await
+//! # }
+//! ```
+
+mod error;
+mod extract;
+pub mod faults;
+pub mod input;
+mod request_id;
+pub mod response;
+mod serve;
+mod shutdown;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+mod stack;
+mod telemetry;
+pub mod testing;
+
+pub use error::{AppError, ErrorCode};
+pub use extract::{PeerAddr, RawQuery};
+pub use serve::{DEFAULT_DRAIN_TIMEOUT, serve, serve_with_drain_timeout};
+pub use shutdown::shutdown_signal;
+pub use stack::{
+    BoxError, DEFAULT_BODY_LIMIT, HttpResponse, HttpService, ResponseBody, RustApiService, Stack,
+};
+pub use telemetry::init_tracing;
+
+/// The header every response carries to say which replica served it.
+pub const SERVED_BY: &str = "x-served-by";
+
+/// The request-id header kept from the request (or made) and echoed on the response.
+pub const REQUEST_ID: &str = "x-request-id";

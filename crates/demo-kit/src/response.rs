@@ -1,0 +1,32 @@
+//! Building JSON responses for rustapi-rs handlers.
+//!
+//! rustapi-rs's `Json<T>` response needs `T: Schema` and cannot carry a status other than 200;
+//! `(StatusCode, Json<T>)` does not compile as a handler result. Handlers here return a plain
+//! `http::Response` built by these helpers.
+
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+
+/// `value` as a JSON response with `status`. A value that fails to serialise (it cannot for the
+/// plain data types used here) becomes a 500 [`AppError`](crate::AppError) answer.
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> rustapi_core::Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut res = http::Response::new(rustapi_core::ResponseBody::from(body));
+            *res.status_mut() = status;
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            res
+        }
+        Err(err) => rustapi_core::IntoResponse::into_response(crate::AppError::internal(err)),
+    }
+}
+
+/// An empty `204 No Content` response.
+pub fn no_content() -> rustapi_core::Response {
+    let mut res = http::Response::new(rustapi_core::ResponseBody::empty());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    res
+}
