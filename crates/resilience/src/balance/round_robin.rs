@@ -1,0 +1,278 @@
+//! Round robin over endpoints, skipping those whose breaker is not admitting traffic.
+//!
+//! Selection is pingora's: a shared counter and a modulo. The endpoint list is an immutable
+//! snapshot that every clone reads without a lock; changing it publishes a new snapshot, and
+//! clones pick it up at their next `poll_ready`. Endpoints that stay are the same service values
+//! (clones sharing one breaker), so their breaker state survives any change to the set.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::{Admit, NoAvailableEndpoint};
+use crate::BoxError;
+
+/// Spreads requests over endpoints in strict turn, skipping endpoints that do not
+/// [admit](Admit) traffic, and failing at once with [`NoAvailableEndpoint`] when none does.
+///
+/// Clones share the endpoints and the turn, so a stack cloned per request still rotates.
+/// Endpoints are cloned for each request, so they should be cheap to clone (a breaker, a
+/// timeout and a `reqwest::Client` are each a reference count).
+///
+/// ```
+/// use tower::{Service, ServiceExt, service_fn};
+/// use resilience::{AlwaysAdmit, RoundRobin};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), resilience::BoxError> {
+/// let endpoint = |name: &'static str| AlwaysAdmit(service_fn(move |_: ()| async move { Ok::<_, std::convert::Infallible>(name) }));
+/// let mut balancer = RoundRobin::new([("a", endpoint("a")), ("b", endpoint("b"))]);
+/// let mut seen = Vec::new();
+/// for _ in 0..4 {
+///     seen.push(balancer.ready().await?.call(()).await?);
+/// }
+/// assert_eq!(seen, ["a", "b", "a", "b"]);
+///
+/// // Endpoints can change while requests flow; the others keep their state.
+/// balancer.handle().remove(&"a");
+/// assert_eq!(balancer.ready().await?.call(()).await?, "b");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// Like every tower service, [`call`](Service::call) must follow a `poll_ready` that returned
+/// `Ready(Ok(()))`; calling it otherwise panics.
+pub struct RoundRobin<K, S> {
+    shared: Arc<Shared<K, S>>,
+    snapshot: Arc<Snapshot<K, S>>,
+    selection: Selection<S>,
+    /// Endpoints that were not ready, kept so their wakers stay registered.
+    parked: Vec<S>,
+}
+
+enum Selection<S> {
+    None,
+    Chosen(S),
+    Unavailable,
+}
+
+struct Shared<K, S> {
+    cursor: Padded<AtomicUsize>,
+    version: AtomicU64,
+    current: Mutex<Arc<Snapshot<K, S>>>,
+}
+
+/// Keeps the cursor, written on every request, off the cache line of anything read often.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+struct Snapshot<K, S> {
+    version: u64,
+    endpoints: Vec<(K, S)>,
+}
+
+impl<K, S> RoundRobin<K, S> {
+    /// Balances over `endpoints`, each a key (an address, a name) and a service.
+    pub fn new(endpoints: impl IntoIterator<Item = (K, S)>) -> Self {
+        let snapshot = Arc::new(Snapshot {
+            version: 0,
+            endpoints: endpoints.into_iter().collect(),
+        });
+        Self {
+            shared: Arc::new(Shared {
+                cursor: Padded(AtomicUsize::new(0)),
+                version: AtomicU64::new(0),
+                current: Mutex::new(Arc::clone(&snapshot)),
+            }),
+            snapshot,
+            selection: Selection::None,
+            parked: Vec::new(),
+        }
+    }
+
+    /// A handle that adds and removes endpoints while requests flow.
+    pub fn handle(&self) -> RoundRobinHandle<K, S> {
+        RoundRobinHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The number of endpoints this instance balances over.
+    pub fn len(&self) -> usize {
+        self.snapshot.endpoints.len()
+    }
+
+    /// Whether there are no endpoints at all.
+    pub fn is_empty(&self) -> bool {
+        self.snapshot.endpoints.is_empty()
+    }
+
+    fn refresh(&mut self) {
+        if self.shared.version.load(Ordering::Acquire) != self.snapshot.version {
+            self.snapshot = Arc::clone(&self.shared.current());
+        }
+    }
+}
+
+impl<K, S> Shared<K, S> {
+    fn current(&self) -> MutexGuard<'_, Arc<Snapshot<K, S>>> {
+        // Only handle updates hold the lock, and they leave the snapshot whole even if they panic.
+        self.current
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl<K, S> Clone for RoundRobin<K, S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            snapshot: Arc::clone(&self.snapshot),
+            selection: Selection::None,
+            parked: Vec::new(),
+        }
+    }
+}
+
+impl<K: std::fmt::Debug, S> std::fmt::Debug for RoundRobin<K, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoundRobin")
+            .field(
+                "endpoints",
+                &self
+                    .snapshot
+                    .endpoints
+                    .iter()
+                    .map(|(key, _)| key)
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, S, Request> Service<Request> for RoundRobin<K, S>
+where
+    S: Service<Request> + Admit + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if !matches!(self.selection, Selection::None) {
+            return Poll::Ready(Ok(()));
+        }
+        self.refresh();
+        self.parked.clear();
+        let endpoints = &self.snapshot.endpoints;
+        let count = endpoints.len();
+        let start = self.shared.cursor.0.fetch_add(1, Ordering::Relaxed);
+        for offset in 0..count {
+            let (_, endpoint) = &endpoints[start.wrapping_add(offset) % count];
+            if !endpoint.admits() {
+                continue;
+            }
+            let mut service = endpoint.clone();
+            match service.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    if service.try_admit() {
+                        if offset > 0 {
+                            // Skipped endpoints do not get a turn back: the next request goes
+                            // to the endpoint after this one.
+                            self.shared.cursor.0.fetch_add(offset, Ordering::Relaxed);
+                        }
+                        self.selection = Selection::Chosen(service);
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Ready(Err(error)) => {
+                    let error: BoxError = error.into();
+                    tracing::debug!(target: "resilience::balance", %error, "skipping an endpoint whose readiness failed");
+                }
+                Poll::Pending => self.parked.push(service),
+            }
+        }
+        if !self.parked.is_empty() {
+            return Poll::Pending;
+        }
+        self.selection = Selection::Unavailable;
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match std::mem::replace(&mut self.selection, Selection::None) {
+            Selection::Chosen(mut service) => ResponseFuture::called(service.call(request)),
+            Selection::Unavailable => {
+                ResponseFuture::unavailable(NoAvailableEndpoint::new(self.snapshot.endpoints.len()))
+            }
+            Selection::None => panic!("RoundRobin::call without a successful poll_ready first"),
+        }
+    }
+}
+
+/// Adds and removes a [`RoundRobin`]'s endpoints while it runs.
+pub struct RoundRobinHandle<K, S> {
+    shared: Arc<Shared<K, S>>,
+}
+
+impl<K, S> Clone for RoundRobinHandle<K, S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<K, S> std::fmt::Debug for RoundRobinHandle<K, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoundRobinHandle").finish_non_exhaustive()
+    }
+}
+
+impl<K: PartialEq + Clone, S: Clone> RoundRobinHandle<K, S> {
+    /// Adds an endpoint, or replaces the service of the endpoint with this key.
+    pub fn insert(&self, key: K, service: S) {
+        self.update(
+            |endpoints| match endpoints.iter_mut().find(|(k, _)| *k == key) {
+                Some(existing) => existing.1 = service,
+                None => endpoints.push((key, service)),
+            },
+        );
+    }
+
+    /// Removes the endpoint with this key; returns whether there was one.
+    pub fn remove(&self, key: &K) -> bool {
+        let mut removed = false;
+        self.update(|endpoints| {
+            let before = endpoints.len();
+            endpoints.retain(|(k, _)| k != key);
+            removed = endpoints.len() != before;
+        });
+        removed
+    }
+
+    /// The keys of the current endpoints, in turn order.
+    pub fn keys(&self) -> Vec<K> {
+        self.shared
+            .current()
+            .endpoints
+            .iter()
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Vec<(K, S)>)) {
+        let mut current = self.shared.current();
+        let mut endpoints = current.endpoints.clone();
+        change(&mut endpoints);
+        let version = current.version + 1;
+        *current = Arc::new(Snapshot { version, endpoints });
+        self.shared.version.store(version, Ordering::Release);
+    }
+}

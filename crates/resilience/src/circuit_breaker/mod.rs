@@ -1,0 +1,261 @@
+//! A circuit breaker: stop calling a service that keeps failing, and find out cheaply when it is
+//! back.
+//!
+//! The breaker is three pieces kept apart, as in linkerd2-proxy: a *gate* (admit or reject a
+//! call, [`CircuitBreaker`]), a *classifier* (what counts as a failure, [`Classify`]) and a
+//! *policy* (when to trip, [`CircuitBreakerConfig`]).
+//!
+//! ```text
+//!   Closed ──trip condition──▶ Open ──open duration elapsed──▶ HalfOpen ──K probes succeed──▶ Closed
+//!                               ▲                                  │
+//!                               └──── a probe fails (longer) ◀─────┘
+//! ```
+//!
+//! Closed admits every call with one atomic load and no allocation or lock. Open rejects at once
+//! with [`CircuitOpen`], without calling the inner service. After the open duration the next call
+//! finds the breaker half-open, where exactly [`half_open_probes`] calls are admitted however many
+//! callers race, and a probe whose future is dropped gives its permit back.
+//!
+//! Tower's own middleware has no breaker; [`RoundRobin`](crate::RoundRobin) uses this one to skip
+//! endpoints that are not admitting traffic.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//! use resilience::{CircuitBreakerConfig, CircuitBreakerLayer, CircuitOpen, State};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), resilience::BoxError> {
+//! let config = CircuitBreakerConfig::builder()
+//!     .consecutive_failures(2)
+//!     .open_duration(Duration::from_secs(10))
+//!     .build()?;
+//! let mut service = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new(config).named("flaky"))
+//!     .service(service_fn(|_: ()| async { Err::<(), _>("boom") }));
+//! let breaker = service.handle();
+//!
+//! for _ in 0..2 {
+//!     assert!(service.ready().await?.call(()).await.is_err());
+//! }
+//! assert_eq!(breaker.state(), State::Open);
+//! let error = service.ready().await?.call(()).await.unwrap_err();
+//! assert!(error.downcast_ref::<CircuitOpen>().is_some());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`half_open_probes`]: CircuitBreakerConfigBuilder::half_open_probes
+
+mod classify;
+mod config;
+mod error;
+pub mod future;
+mod layer;
+mod policy;
+mod state;
+mod window;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::sync::broadcast;
+use tower_service::Service;
+
+pub use self::classify::{Classify, ErrorsAreFailures, Outcome};
+pub use self::config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder, SlidingWindow};
+pub use self::error::CircuitOpen;
+pub use self::layer::CircuitBreakerLayer;
+pub use self::policy::TripReason;
+pub use self::state::{CircuitBreakerMetrics, State, StateChange, TransitionReason};
+
+use self::future::ResponseFuture;
+use self::state::{Breaker, Permit};
+use crate::{Admit, BoxError};
+
+/// A service guarded by a circuit breaker; see the [module docs](self).
+///
+/// Clones share one breaker. A clone does not share a permit taken by [`Admit::try_admit`].
+pub struct CircuitBreaker<S, C = ErrorsAreFailures> {
+    inner: S,
+    breaker: Arc<Breaker>,
+    classifier: C,
+    reserved: Option<Permit>,
+}
+
+impl<S> CircuitBreaker<S> {
+    /// Guards `inner` with a breaker that counts every `Err` as a failure.
+    pub fn new(inner: S, config: &CircuitBreakerConfig) -> Self {
+        Self::build(inner, config, ErrorsAreFailures, Arc::from("unnamed"))
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    pub(crate) fn build(
+        inner: S,
+        config: &CircuitBreakerConfig,
+        classifier: C,
+        name: Arc<str>,
+    ) -> Self {
+        Self {
+            inner,
+            breaker: Arc::new(Breaker::new(config, name)),
+            classifier,
+            reserved: None,
+        }
+    }
+
+    /// A handle on this breaker, for operators and status pages.
+    pub fn handle(&self) -> CircuitBreakerHandle {
+        CircuitBreakerHandle {
+            breaker: Arc::clone(&self.breaker),
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            breaker: Arc::clone(&self.breaker),
+            classifier: self.classifier.clone(),
+            reserved: None,
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, C> std::fmt::Debug for CircuitBreaker<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, Request> Service<Request> for CircuitBreaker<S, C>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, S::Error> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Readiness is the inner service's: an open breaker is "ready to reject", so a caller
+        // that is not behind a balancer learns at once, from `call`, that the circuit is open.
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let permit = match self.reserved.take() {
+            Some(permit) => Ok(permit),
+            None => self.breaker.acquire(),
+        };
+        match permit {
+            Ok(permit) => {
+                ResponseFuture::called(self.inner.call(request), permit, self.classifier.clone())
+            }
+            Err(open) => ResponseFuture::rejected(open),
+        }
+    }
+}
+
+impl<S, C> Admit for CircuitBreaker<S, C> {
+    fn admits(&self) -> bool {
+        self.reserved.is_some() || self.breaker.admits()
+    }
+
+    fn try_admit(&mut self) -> bool {
+        if self.reserved.is_some() {
+            return true;
+        }
+        match self.breaker.acquire() {
+            Ok(permit) => {
+                self.reserved = Some(permit);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// A cloneable handle on one breaker: its state and counters, operator controls, and its state
+/// changes as they happen.
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerHandle {
+    breaker: Arc<Breaker>,
+}
+
+impl CircuitBreakerHandle {
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        self.breaker.name()
+    }
+
+    /// The current state. An open breaker whose open duration has passed still reports
+    /// [`State::Open`] until a call arrives to probe it.
+    pub fn state(&self) -> State {
+        self.breaker.state()
+    }
+
+    /// Whether a call made now would be admitted.
+    pub fn admits(&self) -> bool {
+        self.breaker.admits()
+    }
+
+    /// The state, counters and last change.
+    pub fn metrics(&self) -> CircuitBreakerMetrics {
+        self.breaker.metrics()
+    }
+
+    /// Rejects every call until [`force_closed`](Self::force_closed) or [`reset`](Self::reset).
+    pub fn force_open(&self) {
+        self.breaker
+            .force(State::ForcedOpen, TransitionReason::ForcedOpen);
+    }
+
+    /// Admits every call and never trips, until [`force_open`](Self::force_open) or
+    /// [`reset`](Self::reset).
+    pub fn force_closed(&self) {
+        self.breaker
+            .force(State::ForcedClosed, TransitionReason::ForcedClosed);
+    }
+
+    /// Closes the breaker and forgets past failures.
+    pub fn reset(&self) {
+        self.breaker.force(State::Closed, TransitionReason::Reset);
+    }
+
+    /// Every state change from now on. A receiver that falls more than 64 changes behind
+    /// skips the oldest (and is told so by `RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<StateChange> {
+        self.breaker.subscribe()
+    }
+
+    /// Calls `listener` on every state change from now on, in order, on the thread that made
+    /// the change. Keep it quick: it runs while the breaker holds its transition lock.
+    pub fn on_state_change(&self, listener: impl Fn(&StateChange) + Send + Sync + 'static) {
+        self.breaker.add_listener(Arc::new(listener));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,607 @@
+//! The breaker's state machine, shared by every clone of a breaker and its handles.
+//!
+//! The hot path reads one atomic word holding the state, the number of free probe permits and a
+//! generation. Admission in the closed state is that one load; recording a success is a load
+//! (and a store only when a failure streak ends) plus a per-thread counter. Transitions are rare
+//! and take a mutex, which also orders the events they emit.
+//!
+//! The generation changes on every transition. A call remembers the generation it was admitted
+//! in, and its outcome only counts if the breaker is still in that generation: a slow call from
+//! before a trip cannot close a half-open breaker, and a late probe permit cannot be returned to
+//! a later half-open period. Probe permits live in the same word as the generation, so taking and
+//! returning one is a single compare-and-swap that cannot race with a transition.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::classify::Outcome;
+use super::config::CircuitBreakerConfig;
+use super::error::CircuitOpen;
+use super::policy::{TripPolicy, TripReason};
+use super::window::{Sample, Window};
+use crate::ExponentialBackoff;
+use crate::striped::StripedCounters;
+
+/// Where a breaker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Calls go through; failures are counted.
+    Closed,
+    /// Calls are rejected until the open duration has passed.
+    Open,
+    /// A limited number of probe calls go through; their outcome closes or re-opens the breaker.
+    HalfOpen,
+    /// An operator opened the breaker; it stays open until forced closed or reset.
+    ForcedOpen,
+    /// An operator closed the breaker; it admits everything and never trips until reset.
+    ForcedClosed,
+}
+
+impl State {
+    /// The name used in logs and status pages: `closed`, `open`, `half_open`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+            Self::ForcedOpen => "forced_open",
+            Self::ForcedClosed => "forced_closed",
+        }
+    }
+
+    fn to_bits(self) -> u64 {
+        match self {
+            Self::Closed => 0,
+            Self::Open => 1,
+            Self::HalfOpen => 2,
+            Self::ForcedOpen => 3,
+            Self::ForcedClosed => 4,
+        }
+    }
+
+    fn from_bits(bits: u64) -> Self {
+        match bits & STATE_MASK {
+            0 => Self::Closed,
+            1 => Self::Open,
+            2 => Self::HalfOpen,
+            3 => Self::ForcedOpen,
+            _ => Self::ForcedClosed,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a breaker changed state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TransitionReason {
+    /// A trip condition held while closed.
+    Tripped(TripReason),
+    /// The open duration passed; probes may go through.
+    OpenDurationElapsed,
+    /// Every probe of the half-open period succeeded.
+    ProbesSucceeded(u16),
+    /// A probe failed (or was slow).
+    ProbeFailed,
+    /// An operator forced the breaker open.
+    ForcedOpen,
+    /// An operator forced the breaker closed.
+    ForcedClosed,
+    /// An operator reset the breaker.
+    Reset,
+}
+
+impl fmt::Display for TransitionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tripped(reason) => write!(f, "{reason}"),
+            Self::OpenDurationElapsed => f.write_str("open duration elapsed"),
+            Self::ProbesSucceeded(1) => f.write_str("probe succeeded"),
+            Self::ProbesSucceeded(n) => write!(f, "{n} probes succeeded"),
+            Self::ProbeFailed => f.write_str("probe failed"),
+            Self::ForcedOpen => f.write_str("forced open"),
+            Self::ForcedClosed => f.write_str("forced closed"),
+            Self::Reset => f.write_str("reset"),
+        }
+    }
+}
+
+/// One state change, as delivered to subscribers and listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    /// The breaker's name (see [`CircuitBreakerLayer::named`](crate::CircuitBreakerLayer::named)).
+    pub breaker: Arc<str>,
+    /// The state left.
+    pub from: State,
+    /// The state entered.
+    pub to: State,
+    /// Why.
+    pub reason: TransitionReason,
+    /// When, on tokio's clock (paused in tests).
+    pub at: Instant,
+    /// When, on the wall clock, for people reading logs and status pages.
+    pub at_wall_clock: SystemTime,
+    /// For a change to [`State::Open`]: how long until the next probe is admitted.
+    pub open_for: Option<Duration>,
+}
+
+impl fmt::Display for StateChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "circuit breaker {}: {} -> {} ({})",
+            self.breaker, self.from, self.to, self.reason
+        )?;
+        if let Some(open_for) = self.open_for {
+            write!(f, "; next probe in {:.1}s", open_for.as_secs_f64())?;
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot of a breaker's state and counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitBreakerMetrics {
+    /// The current state.
+    pub state: State,
+    /// Failures in a row since the last success (closed state).
+    pub consecutive_failures: u32,
+    /// Calls that completed successfully, since the breaker was made.
+    pub successes: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// Calls that took at least the slow-call threshold (when one is configured).
+    pub slow_calls: u64,
+    /// Calls rejected without reaching the inner service.
+    pub rejected: u64,
+    /// The most recent state change.
+    pub last_change: Option<StateChange>,
+    /// While open: how long until a probe is admitted (zero once it is due).
+    pub next_probe_in: Option<Duration>,
+}
+
+impl CircuitBreakerMetrics {
+    /// Calls that reached the inner service and completed.
+    pub fn calls(&self) -> u64 {
+        self.successes + self.failures
+    }
+}
+
+type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
+
+const STATE_MASK: u64 = 0xff;
+const PROBE_SHIFT: u32 = 8;
+const PROBE_ONE: u64 = 1 << PROBE_SHIFT;
+const GENERATION_SHIFT: u32 = 24;
+
+fn pack(generation: u64, probes: u16, state: State) -> u64 {
+    (generation << GENERATION_SHIFT) | (u64::from(probes) << PROBE_SHIFT) | state.to_bits()
+}
+
+fn generation_of(word: u64) -> u64 {
+    word >> GENERATION_SHIFT
+}
+
+fn probes_of(word: u64) -> u16 {
+    ((word >> PROBE_SHIFT) & 0xffff) as u16
+}
+
+const SUCCESSES: usize = 0;
+const FAILURES: usize = 1;
+const SLOW: usize = 2;
+const REJECTED: usize = 3;
+
+/// The state of one breaker.
+pub(crate) struct Breaker {
+    name: Arc<str>,
+    word: AtomicU64,
+    /// While open: when probing may start, in nanoseconds since `epoch`.
+    open_until: AtomicU64,
+    consecutive_failures: AtomicU32,
+    window: Option<Window>,
+    counters: StripedCounters<4>,
+    epoch: Instant,
+    policy: TripPolicy,
+    slow_threshold: Option<Duration>,
+    needs_clock: bool,
+    open_backoff: ExponentialBackoff,
+    probes: u16,
+    cold: Mutex<Cold>,
+    events: broadcast::Sender<StateChange>,
+}
+
+/// What only transitions touch.
+struct Cold {
+    /// Failed probes in a row: how far the open duration has grown.
+    reopens: u32,
+    probe_successes: u16,
+    rng: SmallRng,
+    last_change: Option<StateChange>,
+    listeners: Vec<Listener>,
+}
+
+/// The right to make one call, taken when the call is admitted.
+///
+/// A probe permit that is dropped before its call finished goes back to the breaker, so a
+/// cancelled probe can never leave the breaker stuck half-open.
+pub(crate) struct Permit {
+    breaker: Arc<Breaker>,
+    generation: u64,
+    probe: bool,
+    started: Option<Instant>,
+    settled: bool,
+}
+
+impl Permit {
+    /// Records the call's outcome.
+    pub(crate) fn settle(mut self, outcome: Outcome) {
+        self.settled = true;
+        self.breaker.record(&self, outcome);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.probe && !self.settled {
+            self.breaker.release_probe(self.generation);
+        }
+    }
+}
+
+const EVENT_BUFFER: usize = 64;
+
+impl Breaker {
+    pub(crate) fn new(config: &CircuitBreakerConfig, name: Arc<str>) -> Self {
+        let rng = match config.seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => SmallRng::from_rng(&mut rand::rng()),
+        };
+        Self {
+            name,
+            word: AtomicU64::new(pack(0, 0, State::Closed)),
+            open_until: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            window: config.has_window().then(|| Window::new(config.window)),
+            counters: StripedCounters::new(),
+            epoch: Instant::now(),
+            policy: TripPolicy::new(config),
+            slow_threshold: config.slow_calls.map(|slow| slow.threshold),
+            needs_clock: config.needs_clock(),
+            open_backoff: config.open,
+            probes: config.half_open_probes,
+            cold: Mutex::new(Cold {
+                reopens: 0,
+                probe_successes: 0,
+                rng,
+                last_change: None,
+                listeners: Vec::new(),
+            }),
+            events: broadcast::channel(EVENT_BUFFER).0,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn nanos_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn cold(&self) -> MutexGuard<'_, Cold> {
+        // A listener that panicked poisons the lock; the state it guards is still consistent
+        // because every transition writes it completely before calling listeners.
+        self.cold
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn state(&self) -> State {
+        State::from_bits(self.word.load(Ordering::Acquire))
+    }
+
+    /// Whether a call made now would be admitted; a hint for balancers, which take a permit
+    /// (with [`acquire`](Self::acquire)) only from an endpoint that says yes.
+    pub(crate) fn admits(&self) -> bool {
+        let word = self.word.load(Ordering::Acquire);
+        match State::from_bits(word) {
+            State::Closed | State::ForcedClosed => true,
+            State::ForcedOpen => false,
+            State::HalfOpen => probes_of(word) > 0,
+            State::Open => {
+                self.nanos_since_epoch(Instant::now()) >= self.open_until.load(Ordering::Acquire)
+            }
+        }
+    }
+
+    /// Admits one call, or says why not.
+    pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, CircuitOpen> {
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            let generation = generation_of(word);
+            match State::from_bits(word) {
+                State::Closed | State::ForcedClosed => return Ok(self.permit(generation, false)),
+                State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
+                State::Open => {
+                    let now = Instant::now();
+                    let until = self.open_until.load(Ordering::Acquire);
+                    let now_nanos = self.nanos_since_epoch(now);
+                    if now_nanos < until {
+                        return Err(
+                            self.reject(State::Open, Some(Duration::from_nanos(until - now_nanos)))
+                        );
+                    }
+                    // Open => HalfOpen: the open duration has passed. Whoever gets here first
+                    // makes the change; everyone then re-reads the word.
+                    self.transition(
+                        generation,
+                        State::Open,
+                        State::HalfOpen,
+                        TransitionReason::OpenDurationElapsed,
+                        now,
+                    );
+                }
+                State::HalfOpen => {
+                    if probes_of(word) == 0 {
+                        return Err(self.reject(State::HalfOpen, None));
+                    }
+                    if self
+                        .word
+                        .compare_exchange_weak(
+                            word,
+                            word - PROBE_ONE,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok()
+                    {
+                        return Ok(self.permit(generation, true));
+                    }
+                }
+            }
+        }
+    }
+
+    fn permit(self: &Arc<Self>, generation: u64, probe: bool) -> Permit {
+        Permit {
+            breaker: Arc::clone(self),
+            generation,
+            probe,
+            started: self.needs_clock.then(Instant::now),
+            settled: false,
+        }
+    }
+
+    fn reject(&self, state: State, retry_after: Option<Duration>) -> CircuitOpen {
+        self.counters.increment(REJECTED);
+        CircuitOpen::new(Arc::clone(&self.name), state, retry_after)
+    }
+
+    fn release_probe(&self, generation: u64) {
+        let mut word = self.word.load(Ordering::Acquire);
+        while generation_of(word) == generation && State::from_bits(word) == State::HalfOpen {
+            match self.word.compare_exchange_weak(
+                word,
+                word + PROBE_ONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(current) => word = current,
+            }
+        }
+    }
+
+    fn record(&self, permit: &Permit, outcome: Outcome) {
+        let failure = outcome == Outcome::Failure;
+        let now = (self.needs_clock).then(Instant::now);
+        let slow = match (self.slow_threshold, permit.started, now) {
+            (Some(threshold), Some(started), Some(now)) => {
+                now.saturating_duration_since(started) >= threshold
+            }
+            _ => false,
+        };
+        self.counters
+            .increment(if failure { FAILURES } else { SUCCESSES });
+        if slow {
+            self.counters.increment(SLOW);
+        }
+
+        let word = self.word.load(Ordering::Acquire);
+        if generation_of(word) != permit.generation {
+            // The breaker changed state after this call was admitted; its outcome is history.
+            return;
+        }
+        if permit.probe {
+            self.settle_probe(permit.generation, failure || slow);
+            return;
+        }
+        if State::from_bits(word) == State::ForcedClosed {
+            return;
+        }
+
+        let mut trip = None;
+        if failure {
+            let consecutive = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
+            trip = self.policy.after_consecutive(consecutive);
+        } else if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            // Written only when a streak ends, so a healthy breaker never writes this line.
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        if let Some(window) = &self.window {
+            let now_nanos = now.map_or(0, |now| self.nanos_since_epoch(now));
+            let generation = permit.generation as u32;
+            window.record(generation, now_nanos, Sample { failure, slow });
+            if trip.is_none() && (failure || slow) {
+                trip = self
+                    .policy
+                    .after_window(window.counts(generation, now_nanos));
+            }
+        }
+        if let Some(reason) = trip {
+            // Closed => Open: a trip condition held.
+            self.transition(
+                permit.generation,
+                State::Closed,
+                State::Open,
+                TransitionReason::Tripped(reason),
+                Instant::now(),
+            );
+        }
+    }
+
+    fn settle_probe(&self, generation: u64, failed: bool) {
+        let mut cold = self.cold();
+        let word = self.word.load(Ordering::Acquire);
+        if generation_of(word) != generation || State::from_bits(word) != State::HalfOpen {
+            return;
+        }
+        let now = Instant::now();
+        if failed {
+            // HalfOpen => Open: the service is not back yet; wait longer this time.
+            self.apply(
+                &mut cold,
+                word,
+                State::Open,
+                TransitionReason::ProbeFailed,
+                now,
+            );
+            return;
+        }
+        cold.probe_successes += 1;
+        if cold.probe_successes >= self.probes {
+            // HalfOpen => Closed: every probe succeeded.
+            self.apply(
+                &mut cold,
+                word,
+                State::Closed,
+                TransitionReason::ProbesSucceeded(self.probes),
+                now,
+            );
+        }
+    }
+
+    /// Moves from `expected` in `generation` to `to`, unless another thread already moved on.
+    fn transition(
+        &self,
+        generation: u64,
+        expected: State,
+        to: State,
+        reason: TransitionReason,
+        now: Instant,
+    ) {
+        let mut cold = self.cold();
+        let word = self.word.load(Ordering::Acquire);
+        if generation_of(word) == generation && State::from_bits(word) == expected {
+            self.apply(&mut cold, word, to, reason, now);
+        }
+    }
+
+    /// An operator's change: from whatever state to `to`, starting a new generation.
+    pub(crate) fn force(&self, to: State, reason: TransitionReason) {
+        let mut cold = self.cold();
+        let word = self.word.load(Ordering::Acquire);
+        self.apply(&mut cold, word, to, reason, Instant::now());
+    }
+
+    fn apply(&self, cold: &mut Cold, word: u64, to: State, reason: TransitionReason, now: Instant) {
+        let from = State::from_bits(word);
+        let mut open_for = None;
+        match to {
+            State::Open => {
+                cold.reopens = if from == State::HalfOpen {
+                    cold.reopens.saturating_add(1)
+                } else {
+                    0
+                };
+                let duration = self.open_backoff.delay(cold.reopens, &mut cold.rng);
+                self.open_until
+                    .store(self.nanos_since_epoch(now + duration), Ordering::Release);
+                open_for = Some(duration);
+            }
+            State::HalfOpen => cold.probe_successes = 0,
+            State::Closed | State::ForcedClosed | State::ForcedOpen => cold.reopens = 0,
+        }
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+        let probes = if to == State::HalfOpen {
+            self.probes
+        } else {
+            0
+        };
+        self.word
+            .store(pack(generation_of(word) + 1, probes, to), Ordering::Release);
+        if from == to {
+            return;
+        }
+
+        let change = StateChange {
+            breaker: Arc::clone(&self.name),
+            from,
+            to,
+            reason,
+            at: now,
+            at_wall_clock: SystemTime::now(),
+            open_for,
+        };
+        match to {
+            State::Open | State::ForcedOpen => {
+                tracing::warn!(target: "resilience::circuit_breaker", "{change}")
+            }
+            _ => tracing::info!(target: "resilience::circuit_breaker", "{change}"),
+        }
+        for listener in &cold.listeners {
+            listener(&change);
+        }
+        // Nobody subscribed is fine: the event is still in the log and `last_change`.
+        let _ = self.events.send(change.clone());
+        cold.last_change = Some(change);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<StateChange> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn add_listener(&self, listener: Listener) {
+        self.cold().listeners.push(listener);
+    }
+
+    pub(crate) fn metrics(&self) -> CircuitBreakerMetrics {
+        let last_change = self.cold().last_change.clone();
+        let state = self.state();
+        let next_probe_in = (state == State::Open).then(|| {
+            let until = self.open_until.load(Ordering::Acquire);
+            Duration::from_nanos(until.saturating_sub(self.nanos_since_epoch(Instant::now())))
+        });
+        CircuitBreakerMetrics {
+            state,
+            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
+            successes: self.counters.sum(SUCCESSES),
+            failures: self.counters.sum(FAILURES),
+            slow_calls: self.counters.sum(SLOW),
+            rejected: self.counters.sum(REJECTED),
+            last_change,
+            next_probe_in,
+        }
+    }
+}
+
+impl fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}

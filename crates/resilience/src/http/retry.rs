@@ -1,0 +1,244 @@
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderValue, Method, StatusCode, header};
+use reqwest::{Request, Response};
+
+use crate::BoxError;
+use crate::error::find_in_chain;
+use crate::retry::{RetryDecision, RetryRules, is_local_rejection};
+
+/// The header that makes a POST or PATCH safe to send twice: the server answers a repeat with
+/// the original response instead of acting again.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// HTTP retry rules.
+///
+/// - A request may be retried when its method is idempotent (GET, HEAD, OPTIONS, PUT, DELETE,
+///   TRACE) or it carries an `Idempotency-Key` header. Any request may be retried when the
+///   connection failed, because then it provably never reached the server.
+/// - Retried results: transport errors and timeouts, and the answers 429, 500, 502, 503 and 504.
+///   A `Retry-After` on such an answer sets the delay.
+/// - Never retried: this crate's own rejections ([`is_local_rejection`]), and requests whose
+///   body is a stream. Those are sent once; the policy counts them in
+///   [`RetryMetrics::not_cloneable`](crate::RetryMetrics::not_cloneable) and logs why.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpRetryRules;
+
+impl HttpRetryRules {
+    fn is_replayable(request: &Request) -> bool {
+        matches!(
+            *request.method(),
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        ) || request.headers().contains_key(IDEMPOTENCY_KEY)
+    }
+
+    fn is_retryable_status(status: StatusCode) -> bool {
+        matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
+    }
+}
+
+impl RetryRules<Request, Response, BoxError> for HttpRetryRules {
+    fn clone_request(&self, request: &Request) -> Option<Request> {
+        let copy = request.try_clone();
+        if copy.is_none() {
+            tracing::warn!(
+                target: "resilience::retry",
+                method = %request.method(),
+                url = %request.url(),
+                "the request body is a stream and cannot be copied: sending it once, without retries"
+            );
+        }
+        copy
+    }
+
+    fn classify(&self, request: &Request, result: &Result<Response, BoxError>) -> RetryDecision {
+        match result {
+            Err(error) => {
+                let error: &(dyn std::error::Error + 'static) = error.as_ref();
+                if is_local_rejection(error) {
+                    RetryDecision::DoNotRetry
+                } else if Self::is_replayable(request) || never_sent(error) {
+                    RetryDecision::Retry
+                } else {
+                    RetryDecision::DoNotRetry
+                }
+            }
+            Ok(response)
+                if Self::is_retryable_status(response.status()) && Self::is_replayable(request) =>
+            {
+                match response.headers().get(header::RETRY_AFTER) {
+                    Some(value) => match parse_retry_after(value, SystemTime::now()) {
+                        Some(delay) => RetryDecision::RetryAfter(delay),
+                        None => RetryDecision::Retry,
+                    },
+                    None => RetryDecision::Retry,
+                }
+            }
+            Ok(_) => RetryDecision::DoNotRetry,
+        }
+    }
+}
+
+/// Whether the error happened while connecting, so the request was never sent.
+fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
+    find_in_chain::<reqwest::Error>(error).is_some_and(reqwest::Error::is_connect)
+}
+
+/// Reads a `Retry-After` value: delay-seconds (`120`) or an HTTP date, which is measured from
+/// `now`. A date in the past means "now"; anything else unreadable is `None`.
+pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, idempotency_key: bool) -> Request {
+        let mut request = Request::new(method, "http://upstream/orders".parse().unwrap());
+        if idempotency_key {
+            request
+                .headers_mut()
+                .insert(IDEMPOTENCY_KEY, HeaderValue::from_static("k-1"));
+        }
+        request
+    }
+
+    fn response(status: u16, retry_after: Option<&str>) -> Result<Response, BoxError> {
+        let mut builder = http::Response::builder().status(status);
+        if let Some(value) = retry_after {
+            builder = builder.header(header::RETRY_AFTER, value);
+        }
+        Ok(Response::from(builder.body(Vec::<u8>::new()).unwrap()))
+    }
+
+    fn upstream_error() -> Result<Response, BoxError> {
+        Err(crate::Elapsed::new(Duration::from_secs(1)).into())
+    }
+
+    #[test]
+    fn idempotent_methods_are_retried_after_failures() {
+        for method in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+        ] {
+            let request = request(method.clone(), false);
+            assert_eq!(
+                HttpRetryRules.classify(&request, &upstream_error()),
+                RetryDecision::Retry,
+                "{method}"
+            );
+            assert_eq!(
+                HttpRetryRules.classify(&request, &response(503, None)),
+                RetryDecision::Retry,
+                "{method}"
+            );
+        }
+    }
+
+    #[test]
+    fn post_and_patch_need_an_idempotency_key() {
+        for method in [Method::POST, Method::PATCH] {
+            assert_eq!(
+                HttpRetryRules.classify(&request(method.clone(), false), &upstream_error()),
+                RetryDecision::DoNotRetry
+            );
+            assert_eq!(
+                HttpRetryRules.classify(&request(method.clone(), false), &response(502, None)),
+                RetryDecision::DoNotRetry
+            );
+            assert_eq!(
+                HttpRetryRules.classify(&request(method, true), &upstream_error()),
+                RetryDecision::Retry
+            );
+        }
+    }
+
+    #[test]
+    fn client_errors_and_successes_are_final() {
+        let get = request(Method::GET, false);
+        for status in [200, 201, 400, 404, 409, 422, 501] {
+            assert_eq!(
+                HttpRetryRules.classify(&get, &response(status, None)),
+                RetryDecision::DoNotRetry,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_sets_the_delay() {
+        let get = request(Method::GET, false);
+        assert_eq!(
+            HttpRetryRules.classify(&get, &response(503, Some("2"))),
+            RetryDecision::RetryAfter(Duration::from_secs(2))
+        );
+        assert_eq!(
+            HttpRetryRules.classify(&get, &response(429, Some("soon"))),
+            RetryDecision::Retry
+        );
+    }
+
+    #[test]
+    fn local_rejections_are_never_retried() {
+        let get = request(Method::GET, false);
+        let open = crate::CircuitOpen::new(
+            "users-1".into(),
+            crate::State::Open,
+            Some(Duration::from_secs(1)),
+        );
+        assert_eq!(
+            HttpRetryRules.classify(&get, &Err(open.into())),
+            RetryDecision::DoNotRetry
+        );
+        let none = crate::NoAvailableEndpoint::new(2);
+        assert_eq!(
+            HttpRetryRules.classify(&get, &Err(none.into())),
+            RetryDecision::DoNotRetry
+        );
+    }
+
+    #[test]
+    fn streaming_bodies_cannot_be_copied() {
+        let mut streaming = request(Method::PUT, false);
+        let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![Ok(b"chunk")];
+        *streaming.body_mut() = Some(reqwest::Body::wrap_stream(futures::stream::iter(chunks)));
+        assert!(HttpRetryRules.clone_request(&streaming).is_none());
+        let mut buffered = request(Method::PUT, false);
+        *buffered.body_mut() = Some(reqwest::Body::from("whole"));
+        assert!(HttpRetryRules.clone_request(&buffered).is_some());
+    }
+
+    #[test]
+    fn parses_both_forms_of_retry_after() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let seconds = HeaderValue::from_static("120");
+        assert_eq!(
+            parse_retry_after(&seconds, now),
+            Some(Duration::from_secs(120))
+        );
+        let date =
+            HeaderValue::from_str(&httpdate::fmt_http_date(now + Duration::from_secs(30))).unwrap();
+        assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
+        let past =
+            HeaderValue::from_str(&httpdate::fmt_http_date(now - Duration::from_secs(30))).unwrap();
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("-1"), now),
+            None
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! The retry policy: rules, backoff, attempts, budget and deadline, combined.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::time::{Instant, Sleep};
+use tower::retry::Policy;
+
+use super::{RetryBudget, RetryDecision, RetryErrors, RetryRules};
+use crate::{ExponentialBackoff, InvalidConfig};
+
+/// A `tower::retry::Policy` with exponential backoff and jitter, a maximum number of attempts,
+/// a [`RetryBudget`] and an optional overall deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::{ServiceBuilder, retry::RetryLayer};
+/// use resilience::{DeadlineLayer, ExponentialBackoff, RetryPolicy};
+///
+/// let policy = RetryPolicy::builder()
+///     .max_attempts(3)
+///     .backoff(ExponentialBackoff::new(Duration::from_millis(20), Duration::from_secs(1)).with_jitter(0.5))
+///     .deadline(Duration::from_secs(3))
+///     .build()?;
+/// let stack = ServiceBuilder::new()
+///     .layer(DeadlineLayer::new(Duration::from_secs(3)))
+///     .layer(RetryLayer::new(policy));
+/// # let _ = stack;
+/// # Ok::<(), resilience::InvalidConfig>(())
+/// ```
+///
+/// Tower's `Retry` clones the policy for every request; a clone carries that request's attempt
+/// count and start time, and shares the budget, the jitter source and the counters.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy<R = RetryErrors> {
+    rules: R,
+    settings: Settings,
+    shared: Arc<Shared>,
+    /// Retries made so far for this request.
+    retries: u32,
+    /// When this request started, if a deadline is set.
+    started: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Settings {
+    max_attempts: u32,
+    backoff: ExponentialBackoff,
+    deadline: Option<Duration>,
+    min_attempt_time: Duration,
+    retry_after_cap: Duration,
+}
+
+#[derive(Debug)]
+struct Shared {
+    budget: Option<RetryBudget>,
+    rng: Mutex<SmallRng>,
+    retries: AtomicU64,
+    budget_exhausted: AtomicU64,
+    out_of_time: AtomicU64,
+    not_cloneable: AtomicU64,
+}
+
+/// Counters of a policy and every clone of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryMetrics {
+    /// Retries sent.
+    pub retries: u64,
+    /// Retries not sent because the budget was spent.
+    pub budget_exhausted: u64,
+    /// Retries not sent because the deadline would have passed first.
+    pub out_of_time: u64,
+    /// Requests sent once because their body could not be copied.
+    pub not_cloneable: u64,
+}
+
+impl RetryPolicy {
+    /// Starts from the defaults: 3 attempts, backoff from 50 ms doubling to 2 s with 50 %
+    /// jitter, the default [`RetryBudget`], no deadline, retrying any error.
+    pub fn builder() -> RetryPolicyBuilder<RetryErrors> {
+        RetryPolicyBuilder {
+            rules: RetryErrors,
+            settings: Settings {
+                max_attempts: 3,
+                backoff: ExponentialBackoff::new(Duration::from_millis(50), Duration::from_secs(2))
+                    .with_jitter(0.5),
+                deadline: None,
+                min_attempt_time: Duration::ZERO,
+                retry_after_cap: Duration::from_secs(5),
+            },
+            budget: Some(RetryBudget::default()),
+            seed: None,
+        }
+    }
+}
+
+impl<R> RetryPolicy<R> {
+    /// The counters shared by this policy and its clones.
+    pub fn metrics(&self) -> RetryMetrics {
+        RetryMetrics {
+            retries: self.shared.retries.load(Ordering::Relaxed),
+            budget_exhausted: self.shared.budget_exhausted.load(Ordering::Relaxed),
+            out_of_time: self.shared.out_of_time.load(Ordering::Relaxed),
+            not_cloneable: self.shared.not_cloneable.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The rules deciding what is retried.
+    pub fn rules(&self) -> &R {
+        &self.rules
+    }
+
+    fn next_backoff(&self) -> Duration {
+        // Locked only on the retry path; a clone per request cannot own the jitter source, or
+        // every request would draw the same "random" delays.
+        let mut rng = self
+            .shared
+            .rng
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.settings.backoff.delay(self.retries, &mut *rng)
+    }
+}
+
+/// Builds a [`RetryPolicy`]; see [`RetryPolicy::builder`].
+#[derive(Debug)]
+pub struct RetryPolicyBuilder<R> {
+    rules: R,
+    settings: Settings,
+    budget: Option<RetryBudget>,
+    seed: Option<u64>,
+}
+
+impl<R> RetryPolicyBuilder<R> {
+    /// Decides what to retry with `rules`.
+    pub fn rules<R2>(self, rules: R2) -> RetryPolicyBuilder<R2> {
+        RetryPolicyBuilder {
+            rules,
+            settings: self.settings,
+            budget: self.budget,
+            seed: self.seed,
+        }
+    }
+
+    /// At most `n` attempts per request, the first included (1 disables retries).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.settings.max_attempts = n;
+        self
+    }
+
+    /// The delay before each retry.
+    pub fn backoff(mut self, backoff: ExponentialBackoff) -> Self {
+        self.settings.backoff = backoff;
+        self
+    }
+
+    /// Limits retries with `budget`.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Retries without a budget (only the attempt limit bounds them).
+    pub fn without_budget(mut self) -> Self {
+        self.budget = None;
+        self
+    }
+
+    /// No retry starts unless its backoff (plus [`min_attempt_time`](Self::min_attempt_time))
+    /// ends before `deadline` after the request started. Pair it with a
+    /// [`DeadlineLayer`](crate::DeadlineLayer) of the same length outside the retry layer.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.settings.deadline = Some(deadline);
+        self
+    }
+
+    /// With a deadline: a retry is only worth starting if at least this much time is left for
+    /// it after its backoff (default zero).
+    pub fn min_attempt_time(mut self, time: Duration) -> Self {
+        self.settings.min_attempt_time = time;
+        self
+    }
+
+    /// A server asking to wait longer than this (`Retry-After`) is not retried (default 5 s).
+    pub fn retry_after_cap(mut self, cap: Duration) -> Self {
+        self.settings.retry_after_cap = cap;
+        self
+    }
+
+    /// Seeds the jitter, for reproducible schedules.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<RetryPolicy<R>, InvalidConfig> {
+        if self.settings.max_attempts == 0 {
+            return Err(InvalidConfig::new("retry", "at least 1 attempt is needed"));
+        }
+        if self
+            .settings
+            .deadline
+            .is_some_and(|deadline| deadline.is_zero())
+        {
+            return Err(InvalidConfig::new(
+                "retry",
+                "the deadline must be greater than zero",
+            ));
+        }
+        self.settings.backoff.validate("retry backoff")?;
+        let rng = match self.seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => SmallRng::from_rng(&mut rand::rng()),
+        };
+        Ok(RetryPolicy {
+            rules: self.rules,
+            settings: self.settings,
+            shared: Arc::new(Shared {
+                budget: self.budget,
+                rng: Mutex::new(rng),
+                retries: AtomicU64::new(0),
+                budget_exhausted: AtomicU64::new(0),
+                out_of_time: AtomicU64::new(0),
+                not_cloneable: AtomicU64::new(0),
+            }),
+            retries: 0,
+            started: None,
+        })
+    }
+}
+
+impl<R, Request, Response, Error> Policy<Request, Response, Error> for RetryPolicy<R>
+where
+    R: RetryRules<Request, Response, Error>,
+{
+    type Future = Sleep;
+
+    fn retry(
+        &mut self,
+        request: &mut Request,
+        result: &mut Result<Response, Error>,
+    ) -> Option<Self::Future> {
+        let server_delay = match self.rules.classify(request, result) {
+            RetryDecision::DoNotRetry => return None,
+            RetryDecision::Retry => None,
+            RetryDecision::RetryAfter(delay) => Some(delay),
+        };
+        let attempts = self.retries + 1;
+        if attempts >= self.settings.max_attempts {
+            tracing::debug!(target: "resilience::retry", attempts, "giving up: attempt limit reached");
+            return None;
+        }
+        if let Some(asked) = server_delay.filter(|asked| *asked > self.settings.retry_after_cap) {
+            tracing::debug!(target: "resilience::retry", ?asked, "not retrying: the server asked to wait longer than the cap");
+            return None;
+        }
+        let backoff = self.next_backoff();
+        let delay = server_delay.map_or(backoff, |asked| asked.max(backoff));
+        let now = Instant::now();
+        if let (Some(deadline), Some(started)) = (self.settings.deadline, self.started) {
+            let remaining = (started + deadline).saturating_duration_since(now);
+            if delay + self.settings.min_attempt_time >= remaining {
+                self.shared.out_of_time.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(target: "resilience::retry", ?delay, ?remaining, "not retrying: it cannot finish before the deadline");
+                return None;
+            }
+        }
+        if let Some(budget) = &self.shared.budget {
+            if !budget.try_withdraw() {
+                self.shared.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(target: "resilience::retry", "not retrying: the retry budget is spent");
+                return None;
+            }
+        }
+        self.retries += 1;
+        self.shared.retries.fetch_add(1, Ordering::Relaxed);
+        Some(tokio::time::sleep(delay))
+    }
+
+    fn clone_request(&mut self, request: &Request) -> Option<Request> {
+        if self.retries == 0 {
+            // The original request (tower asks the service's own policy, before cloning it for
+            // this request): count it for the budget and start the deadline clock.
+            if let Some(budget) = &self.shared.budget {
+                budget.deposit();
+            }
+            if self.settings.deadline.is_some() {
+                self.started = Some(Instant::now());
+            }
+        }
+        let copy = self.rules.clone_request(request);
+        if copy.is_none() && self.retries == 0 {
+            self.shared.not_cloneable.fetch_add(1, Ordering::Relaxed);
+        }
+        copy
+    }
+}

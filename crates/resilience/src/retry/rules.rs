@@ -1,0 +1,52 @@
+//! What is worth retrying.
+
+use std::time::Duration;
+
+use crate::error::find_in_chain;
+use crate::{BoxError, CircuitOpen, DeadlineExceeded, NoAvailableEndpoint};
+
+/// What to do with a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Return it to the caller.
+    DoNotRetry,
+    /// Retry after the policy's backoff.
+    Retry,
+    /// Retry, but not before this long (the server said so, e.g. with `Retry-After`).
+    RetryAfter(Duration),
+}
+
+/// Decides which requests can be retried and which results should be.
+pub trait RetryRules<Request, Response, Error> {
+    /// A copy of the request to send again, or `None` if it cannot be copied (it is then sent
+    /// once, and not retried).
+    fn clone_request(&self, request: &Request) -> Option<Request>;
+
+    /// Whether `result`, the answer to `request`, should be retried.
+    fn classify(&self, request: &Request, result: &Result<Response, Error>) -> RetryDecision;
+}
+
+/// Retries every error except this crate's local rejections; never retries a response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RetryErrors;
+
+impl<Request: Clone, Response> RetryRules<Request, Response, BoxError> for RetryErrors {
+    fn clone_request(&self, request: &Request) -> Option<Request> {
+        Some(request.clone())
+    }
+
+    fn classify(&self, _: &Request, result: &Result<Response, BoxError>) -> RetryDecision {
+        match result {
+            Err(error) if !is_local_rejection(error.as_ref()) => RetryDecision::Retry,
+            _ => RetryDecision::DoNotRetry,
+        }
+    }
+}
+
+/// Whether an error is a decision of this crate's own layers rather than a failure of the
+/// service behind them: an open circuit, no endpoint admitting traffic, or a spent deadline.
+pub fn is_local_rejection(error: &(dyn std::error::Error + 'static)) -> bool {
+    find_in_chain::<CircuitOpen>(error).is_some()
+        || find_in_chain::<NoAvailableEndpoint>(error).is_some()
+        || find_in_chain::<DeadlineExceeded>(error).is_some()
+}

@@ -1,0 +1,367 @@
+//! Behaviour of the retry policy inside tower's `Retry`, on a paused clock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+use tower::retry::Retry;
+use tower::{Service, ServiceExt, service_fn};
+
+use super::*;
+use crate::{BoxError, CircuitOpen, ExponentialBackoff, NoAvailableEndpoint, State};
+
+/// Records when each attempt started, relative to `origin`, and answers with `answer`.
+fn recording_service<F>(
+    attempts: Arc<Mutex<Vec<Duration>>>,
+    origin: Instant,
+    answer: F,
+) -> impl Service<
+    u32,
+    Response = u32,
+    Error = BoxError,
+    Future = BoxFuture<'static, Result<u32, BoxError>>,
+> + Clone
+where
+    F: Fn(usize) -> Result<u32, BoxError> + Clone + Send + 'static,
+{
+    service_fn(move |request: u32| {
+        let attempt = {
+            let mut attempts = attempts.lock().unwrap();
+            attempts.push(origin.elapsed());
+            attempts.len()
+        };
+        let result = answer(attempt).map(|_| request);
+        Box::pin(async move { result }) as BoxFuture<'static, _>
+    })
+}
+
+fn fixed(delay_ms: u64) -> ExponentialBackoff {
+    ExponentialBackoff::new(
+        Duration::from_millis(delay_ms),
+        Duration::from_millis(delay_ms),
+    )
+    .with_multiplier(1.0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stops_at_the_maximum_number_of_attempts() {
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let service = recording_service(attempts.clone(), Instant::now(), |_| Err("down".into()));
+    let policy = RetryPolicy::builder()
+        .max_attempts(4)
+        .backoff(fixed(10))
+        .without_budget()
+        .build()
+        .unwrap();
+    let error = Retry::new(policy.clone(), service)
+        .oneshot(7)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "down",
+        "the last upstream error comes back"
+    );
+    assert_eq!(attempts.lock().unwrap().len(), 4);
+    assert_eq!(policy.metrics().retries, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_ends_the_retries() {
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let service = recording_service(attempts.clone(), Instant::now(), |n| {
+        if n < 2 { Err("down".into()) } else { Ok(0) }
+    });
+    let policy = RetryPolicy::builder()
+        .max_attempts(5)
+        .backoff(fixed(10))
+        .build()
+        .unwrap();
+    assert_eq!(Retry::new(policy, service).oneshot(7).await.unwrap(), 7);
+    assert_eq!(attempts.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_seed_gives_the_same_schedule_within_bounds() {
+    let backoff = ExponentialBackoff::new(Duration::from_millis(100), Duration::from_secs(10))
+        .with_jitter(1.0);
+    let schedule = |seed| async move {
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let service = recording_service(attempts.clone(), Instant::now(), |_| Err("down".into()));
+        let policy = RetryPolicy::builder()
+            .max_attempts(6)
+            .backoff(backoff)
+            .without_budget()
+            .seed(seed)
+            .build()
+            .unwrap();
+        Retry::new(policy, service).oneshot(1).await.unwrap_err();
+        let starts = attempts.lock().unwrap().clone();
+        starts
+            .windows(2)
+            .map(|pair| pair[1] - pair[0])
+            .collect::<Vec<_>>()
+    };
+    let first = schedule(9).await;
+    assert_eq!(first, schedule(9).await);
+    assert_ne!(first, schedule(10).await, "another seed draws other delays");
+    for (n, delay) in first.iter().enumerate() {
+        let (low, high) = backoff.bounds(n as u32);
+        assert!(
+            low <= *delay && *delay <= high,
+            "delay {n} = {delay:?} outside {low:?}..={high:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_caps_retries_under_total_failure() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let service = service_fn(move |_: u32| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Err::<u32, BoxError>("down".into()) }
+    });
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(fixed(1))
+        .budget(RetryBudget::new(0.1, 0).unwrap())
+        .build()
+        .unwrap();
+    let retrying = Retry::new(policy.clone(), service);
+    for request in 0..100 {
+        retrying.clone().oneshot(request).await.unwrap_err();
+    }
+    // Without a budget that would be 300 calls; with it, one retry per ten requests.
+    assert_eq!(calls.load(Ordering::SeqCst), 110);
+    assert_eq!(policy.metrics().retries, 10);
+    // Every request ended on an empty budget: 90 after their first failure, and the 10 that
+    // got a retry after their second.
+    assert_eq!(policy.metrics().budget_exhausted, 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn local_rejections_are_not_retried() {
+    let rejections: [fn() -> BoxError; 2] = [
+        || CircuitOpen::new("a".into(), State::Open, Some(Duration::from_secs(1))).into(),
+        || NoAvailableEndpoint::new(2).into(),
+    ];
+    for rejection in rejections {
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let service =
+            recording_service(attempts.clone(), Instant::now(), move |_| Err(rejection()));
+        let policy = RetryPolicy::builder().max_attempts(5).build().unwrap();
+        let error = Retry::new(policy.clone(), service)
+            .oneshot(1)
+            .await
+            .unwrap_err();
+        assert!(is_local_rejection(error.as_ref()));
+        assert_eq!(attempts.lock().unwrap().len(), 1);
+        assert_eq!(policy.metrics().retries, 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_cannot_finish_before_the_deadline_is_not_started() {
+    let origin = Instant::now();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let service = recording_service(attempts.clone(), origin, |_| Err("down".into()));
+    let policy = RetryPolicy::builder()
+        .max_attempts(10)
+        .backoff(ExponentialBackoff::new(
+            Duration::from_millis(400),
+            Duration::from_secs(10),
+        ))
+        .deadline(Duration::from_secs(1))
+        .without_budget()
+        .build()
+        .unwrap();
+    Retry::new(policy.clone(), service)
+        .oneshot(1)
+        .await
+        .unwrap_err();
+    // Attempts at 0 and 400 ms; the next backoff (800 ms) would end past the 1 s deadline.
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        [Duration::ZERO, Duration::from_millis(400)]
+    );
+    assert_eq!(
+        origin.elapsed(),
+        Duration::from_millis(400),
+        "it returned at once instead of sleeping"
+    );
+    assert_eq!(policy.metrics().out_of_time, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_request_gets_its_own_deadline_and_attempt_count() {
+    let origin = Instant::now();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let service = recording_service(attempts.clone(), origin, |_| Err("down".into()));
+    let policy = RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(fixed(300))
+        .deadline(Duration::from_secs(1))
+        .without_budget()
+        .build()
+        .unwrap();
+    let retrying = Retry::new(policy, service);
+    retrying.clone().oneshot(1).await.unwrap_err();
+    retrying.clone().oneshot(2).await.unwrap_err();
+    let ms: Vec<_> = attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(Duration::as_millis)
+        .collect();
+    assert_eq!(ms, [0, 300, 600, 600, 900, 1200]);
+}
+
+#[cfg(feature = "http")]
+mod http_rules {
+    use super::*;
+    use crate::http::HttpRetryRules;
+    use ::http::header::RETRY_AFTER;
+    use reqwest::{Method, Request, Response};
+
+    fn answer(status: u16, retry_after: Option<&'static str>) -> Result<Response, BoxError> {
+        let mut builder = ::http::Response::builder().status(status);
+        if let Some(value) = retry_after {
+            builder = builder.header(RETRY_AFTER, value);
+        }
+        Ok(Response::from(builder.body(Vec::<u8>::new()).unwrap()))
+    }
+
+    /// Answers each attempt with the next scripted result, recording when it came.
+    fn scripted(
+        script: Vec<fn() -> Result<Response, BoxError>>,
+        attempts: Arc<Mutex<Vec<Duration>>>,
+    ) -> impl Service<
+        Request,
+        Response = Response,
+        Error = BoxError,
+        Future = BoxFuture<'static, Result<Response, BoxError>>,
+    > + Clone {
+        let origin = Instant::now();
+        let script = Arc::new(script);
+        service_fn(move |_: Request| {
+            let n = {
+                let mut attempts = attempts.lock().unwrap();
+                attempts.push(origin.elapsed());
+                attempts.len() - 1
+            };
+            let result = script[n.min(script.len() - 1)]();
+            Box::pin(async move { result }) as BoxFuture<'static, _>
+        })
+    }
+
+    fn policy() -> RetryPolicy<HttpRetryRules> {
+        RetryPolicy::builder()
+            .rules(HttpRetryRules)
+            .max_attempts(3)
+            .backoff(fixed(10))
+            .retry_after_cap(Duration::from_secs(5))
+            .without_budget()
+            .build()
+            .unwrap()
+    }
+
+    fn request(method: Method, key: Option<&'static str>) -> Request {
+        let mut request = Request::new(method, "http://upstream/orders".parse().unwrap());
+        if let Some(key) = key {
+            request
+                .headers_mut()
+                .insert("idempotency-key", key.parse().unwrap());
+        }
+        request
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_sets_the_wait() {
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let service = scripted(
+            vec![|| answer(503, Some("2")), || answer(200, None)],
+            attempts.clone(),
+        );
+        let response = Retry::new(policy(), service)
+            .oneshot(request(Method::GET, None))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            *attempts.lock().unwrap(),
+            [Duration::ZERO, Duration::from_secs(2)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_beyond_the_cap_is_returned_not_retried() {
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let service = scripted(
+            vec![|| answer(503, Some("60")), || answer(200, None)],
+            attempts.clone(),
+        );
+        let response = Retry::new(policy(), service)
+            .oneshot(request(Method::GET, None))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(attempts.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn post_is_retried_only_with_an_idempotency_key() {
+        let failing =
+            || vec![(|| Err("connection reset".into())) as fn() -> Result<Response, BoxError>];
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let service = scripted(failing(), attempts.clone());
+        Retry::new(policy(), service)
+            .oneshot(request(Method::POST, None))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            attempts.lock().unwrap().len(),
+            1,
+            "a POST without a key is sent once"
+        );
+
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let service = scripted(failing(), attempts.clone());
+        Retry::new(policy(), service)
+            .oneshot(request(Method::POST, Some("order-1")))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            attempts.lock().unwrap().len(),
+            3,
+            "with a key it may be retried"
+        );
+
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let service = scripted(failing(), attempts.clone());
+        Retry::new(policy(), service)
+            .oneshot(request(Method::DELETE, None))
+            .await
+            .unwrap_err();
+        assert_eq!(attempts.lock().unwrap().len(), 3, "DELETE is idempotent");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_streaming_body_is_sent_once_and_counted() {
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let service = scripted(vec![|| answer(503, None)], attempts.clone());
+        let mut streaming = request(Method::PUT, None);
+        let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![Ok(b"chunk")];
+        *streaming.body_mut() = Some(reqwest::Body::wrap_stream(futures::stream::iter(chunks)));
+        let policy = policy();
+        let response = Retry::new(policy.clone(), service)
+            .oneshot(streaming)
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(attempts.lock().unwrap().len(), 1);
+        assert_eq!(policy.metrics().not_cloneable, 1);
+    }
+}

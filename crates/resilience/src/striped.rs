@@ -1,0 +1,97 @@
+//! Counters that several threads bump without fighting over one cache line.
+//!
+//! A breaker counts every call it sees. One shared `AtomicU64` would make every core write the
+//! same cache line on every call, which is exactly the contention a closed breaker must not add.
+//! Each thread instead adds to its own padded stripe, and readers (an operator asking for
+//! counts, a budget deciding on a retry) sum the stripes: writes are cheap and frequent, reads
+//! are rare and do the work.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Stripes per counter set; a power of two so the thread index is a mask.
+const STRIPES: usize = 8;
+
+/// One stripe, alone on its cache lines (128 bytes covers adjacent-line prefetching).
+#[repr(align(128))]
+struct Stripe<const N: usize>([AtomicU64; N]);
+
+/// `N` counters, each split into per-thread stripes.
+pub(crate) struct StripedCounters<const N: usize> {
+    stripes: Box<[Stripe<N>; STRIPES]>,
+}
+
+impl<const N: usize> StripedCounters<N> {
+    pub(crate) fn new() -> Self {
+        Self {
+            stripes: Box::new(std::array::from_fn(|_| {
+                Stripe(std::array::from_fn(|_| AtomicU64::new(0)))
+            })),
+        }
+    }
+
+    /// Adds one to counter `field`.
+    #[inline]
+    pub(crate) fn increment(&self, field: usize) {
+        self.stripes[stripe_index()].0[field].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The sum of counter `field` over every stripe.
+    pub(crate) fn sum(&self, field: usize) -> u64 {
+        self.stripes
+            .iter()
+            .map(|stripe| stripe.0[field].load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for StripedCounters<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries((0..N).map(|field| self.sum(field)))
+            .finish()
+    }
+}
+
+/// This thread's stripe: threads are numbered in the order they first count, so two threads
+/// always land on different stripes until there are more threads than stripes.
+#[inline]
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|index| {
+        let mut value = index.get();
+        if value == usize::MAX {
+            value = NEXT.fetch_add(1, Ordering::Relaxed) & (STRIPES - 1);
+            index.set(value);
+        }
+        value
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_increments_from_many_threads() {
+        let counters = std::sync::Arc::new(StripedCounters::<2>::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let counters = counters.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        counters.increment(1);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(counters.sum(0), 0);
+        assert_eq!(counters.sum(1), 4000);
+    }
+}
