@@ -1,0 +1,155 @@
+//! Two real HTTP servers on 127.0.0.1 behind the full stack: stop one, and every request still
+//! succeeds while its breaker opens; start it again, and a probe brings it back into rotation.
+//!
+//! Real sockets need the real clock, so the open duration is short and the test waits by
+//! sending traffic, bounded by a timeout, never by sleeping.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use resilience::State;
+use resilience::http::ResilientClient;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// A server answering every request with its name; dropping it stops the server and closes
+/// every connection it had.
+struct Server {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(name: &'static str, addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                connections.spawn(async move {
+                    let service = service_fn(move |_request| async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from(name),
+                        )))
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
+
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn get(client: &ResilientClient) -> String {
+    let request = client
+        .request(reqwest::Method::GET, "/who")
+        .build()
+        .unwrap();
+    let response = client
+        .execute(request)
+        .await
+        .expect("every request succeeds");
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_stopped_endpoint_is_routed_around_and_comes_back() {
+    let one = Server::start("one", "127.0.0.1:0".parse().unwrap()).await;
+    let two = Server::start("two", "127.0.0.1:0".parse().unwrap()).await;
+    let two_addr = two.addr;
+    let client = ResilientClient::builder("users")
+        .endpoints([one.url(), two.url()])
+        .circuit_breaker(
+            resilience::CircuitBreakerConfig::builder()
+                .consecutive_failures(2)
+                .open_duration(Duration::from_millis(300))
+                .open_jitter(0.0)
+                .build()
+                .unwrap(),
+        )
+        .attempt_timeout(Duration::from_secs(2))
+        .deadline(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let breaker_two = client
+        .breakers()
+        .into_iter()
+        .find(|b| b.name().ends_with(&two_addr.to_string()))
+        .unwrap();
+    let mut events = breaker_two.subscribe();
+
+    let mut seen = HashSet::new();
+    for _ in 0..10 {
+        seen.insert(get(&client).await);
+    }
+    assert_eq!(seen, HashSet::from(["one".to_owned(), "two".to_owned()]));
+
+    // Stop "two": its connections close and new ones are refused.
+    two.stop().await;
+    for _ in 0..20 {
+        assert_eq!(get(&client).await, "one");
+    }
+    assert_eq!(
+        breaker_two.state(),
+        State::Open,
+        "two refused connections twice in a row"
+    );
+    let opened = events.recv().await.unwrap();
+    assert_eq!((opened.from, opened.to), (State::Closed, State::Open));
+    let metrics = breaker_two.metrics();
+    assert_eq!(metrics.failures, 2);
+    assert!(
+        client.retry_metrics().retries >= 2,
+        "the failed attempts were retried on one"
+    );
+
+    // Start "two" again on the same address; traffic alone brings it back once the open
+    // duration has passed and a probe succeeds.
+    let two = Server::start("two", two_addr).await;
+    let back = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            get(&client).await;
+            if breaker_two.state() == State::Closed {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        back.is_ok(),
+        "the breaker closed within 10 s; it is {}",
+        breaker_two.state()
+    );
+    let transitions: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|change| (change.from, change.to))
+        .collect();
+    assert_eq!(transitions.last(), Some(&(State::HalfOpen, State::Closed)));
+
+    let answers: Vec<_> = futures::future::join_all((0..10).map(|_| get(&client))).await;
+    assert!(
+        answers.iter().any(|answer| answer == "two"),
+        "two serves traffic again: {answers:?}"
+    );
+    one.stop().await;
+    two.stop().await;
+}
