@@ -3,6 +3,8 @@
 //! One test in its own binary: dhat counts every allocation of the process, so nothing else may
 //! run beside it.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;

@@ -4,6 +4,8 @@
 //! Real sockets need the real clock, so the open duration is short and the test waits by
 //! sending traffic, bounded by a timeout, never by sleeping.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
