@@ -35,6 +35,8 @@
 mod error;
 mod extract;
 pub mod faults;
+#[cfg(feature = "sqlite")]
+pub mod idempotency;
 pub mod input;
 mod request_id;
 pub mod response;
@@ -44,11 +46,14 @@ mod shutdown;
 pub mod sqlite;
 mod stack;
 mod telemetry;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::{AppError, ErrorCode};
 pub use extract::{PeerAddr, RawQuery};
-pub use serve::{DEFAULT_DRAIN_TIMEOUT, serve, serve_with_drain_timeout};
+pub use serve::{
+    DEFAULT_DRAIN_TIMEOUT, LISTENING_PREFIX, announce_listening, serve, serve_with_drain_timeout,
+};
 pub use shutdown::shutdown_signal;
 pub use stack::{
     BoxError, DEFAULT_BODY_LIMIT, HttpResponse, HttpService, ResponseBody, RustApiService, Stack,

@@ -30,3 +30,14 @@ pub fn no_content() -> rustapi_core::Response {
     *res.status_mut() = StatusCode::NO_CONTENT;
     res
 }
+
+/// An already-serialised JSON `body` with `status` (e.g. a stored answer being returned).
+pub fn raw_json(status: StatusCode, body: String) -> rustapi_core::Response {
+    let mut res = http::Response::new(rustapi_core::ResponseBody::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}

@@ -127,3 +127,15 @@ where
     }
     Ok(())
 }
+
+/// The line a service binary prints on stdout once it listens: `listening on http://ADDR`.
+pub const LISTENING_PREFIX: &str = "listening on http://";
+
+/// Prints the [`LISTENING_PREFIX`] line for `addr` on stdout, so that a parent process (a test,
+/// the gateway's launcher) learns the address even when the port was 0.
+pub fn announce_listening(addr: std::net::SocketAddr) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{LISTENING_PREFIX}{addr}");
+    let _ = out.flush();
+}

@@ -64,6 +64,15 @@ impl From<rusqlite::Error> for AppError {
     }
 }
 
+/// Whether `err` is a UNIQUE constraint violation (a duplicate key such as an email).
+pub fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
 /// A fixed-size pool of SQLite connections to one file. Cloning shares the pool.
 #[derive(Debug, Clone)]
 pub struct Pool {

@@ -185,7 +185,8 @@ impl Stack {
 }
 
 /// The innermost service: reads the request body (at most `body_limit` bytes, 413 beyond) and
-/// hands the request to the app's `request_dispatcher()`.
+/// hands the request to the app's `request_dispatcher()`. `HEAD` is dispatched as `GET`, since
+/// rustapi-rs routes have no `HEAD`; hyper leaves the body out of a `HEAD` answer.
 ///
 /// rustapi-rs's `Request` holds either hyper's `Incoming` or buffered bytes; buffering here lets
 /// the same service take any body type (in-process tests, bodies wrapped by tower-http layers)
@@ -245,7 +246,11 @@ where
         let dispatcher = self.dispatcher.clone();
         let limit = self.body_limit;
         Box::pin(async move {
-            let (parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_parts();
+            // rustapi-rs has no HEAD routes; answer HEAD like GET (hyper drops the body).
+            if parts.method == Method::HEAD {
+                parts.method = Method::GET;
+            }
             let bytes = match Limited::new(body, limit).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(err) if is_length_limit(&*err) => {

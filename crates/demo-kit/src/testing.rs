@@ -1,7 +1,8 @@
 //! Test helpers shared by the services' tests: in-process calls through a
 //! [`Stack`](crate::Stack) service, and a guard around a spawned service process.
 //!
-//! These are for tests only; they panic on failure, which is what a test wants.
+//! These are for tests only (feature `testing`); they panic on failure, which is what a test
+//! wants.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -15,20 +16,9 @@ use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::ServiceExt;
 
+use crate::LISTENING_PREFIX;
 use crate::extract::PeerAddr;
 use crate::stack::HttpService;
-
-/// The line a service binary prints on stdout once it listens: `listening on http://ADDR`.
-pub const LISTENING_PREFIX: &str = "listening on http://";
-
-/// Prints the [`LISTENING_PREFIX`] line for `addr` on stdout (what service binaries do after
-/// binding, so a parent process learns a port-0 address).
-pub fn announce_listening(addr: SocketAddr) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{LISTENING_PREFIX}{addr}");
-    let _ = out.flush();
-}
 
 /// A buffered response.
 #[derive(Debug, Clone)]
@@ -154,7 +144,10 @@ impl ServiceProcess {
             let mut sent = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if !sent && let Some(addr) = line.strip_prefix(LISTENING_PREFIX) {
+                if sent {
+                    continue;
+                }
+                if let Some(addr) = line.strip_prefix(LISTENING_PREFIX) {
                     let _ = tx.send(addr.trim().to_owned());
                     sent = true;
                 }

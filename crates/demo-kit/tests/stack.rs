@@ -1,5 +1,7 @@
 //! The shared stack and accept loop, in-process and over a real socket.
 
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -1,1 +1,28 @@
-//! The users service (filled in by issue 3).
+//! The users service of the demo: CRUD for users on rustapi-rs over SQLite.
+//!
+//! Several replicas (processes) can share one database file: the file is in WAL mode with a
+//! busy timeout, writes take the write lock up front, and a write through one replica is read
+//! through another at once. Every response carries `x-served-by: <replica>`.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /users?limit=&offset=` | a page: `{"items": [...], "limit", "offset", "total"}` |
+//! | `GET /users/{id}` | a user `{"id", "name", "email", "created_at"}` |
+//! | `POST /users` | 201 and the new user; `Idempotency-Key` makes a repeat replay the first answer |
+//! | `PUT /users/{id}` | the updated user (name and email replaced) |
+//! | `DELETE /users/{id}` | 204 |
+//! | `GET /health` | 200 when the database answers, else 503 |
+//! | `GET`/`PUT /admin/faults` | fault injection, loopback peers only |
+//!
+//! Errors are `{"error": {"code", "message"}}`: 400 bad id or malformed JSON, 404 unknown id or
+//! route, 405 wrong method, 409 duplicate email, 413 body over 64 KiB, 422 invalid field (named).
+
+mod config;
+mod handlers;
+mod routes;
+mod state;
+pub mod storage;
+
+pub use config::Config;
+pub use routes::{app, run, service, stack};
+pub use state::AppState;

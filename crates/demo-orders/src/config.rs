@@ -1,0 +1,32 @@
+//! Command-line flags and environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use demo_kit::faults::FaultArgs;
+
+/// The orders service: CRUD for orders and their items over SQLite.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "demo-orders", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed on stdout).
+    #[arg(long, env = "ORDERS_LISTEN", default_value = "127.0.0.1:8082")]
+    pub listen: SocketAddr,
+
+    /// SQLite database file, created with its directory if missing.
+    #[arg(long, env = "ORDERS_DB", default_value = "data/orders.db")]
+    pub db: PathBuf,
+
+    /// Name of this replica, sent in the `x-served-by` header of every response.
+    #[arg(long, env = "ORDERS_REPLICA", default_value = "orders-1")]
+    pub replica: String,
+
+    /// Database connections kept open by this process.
+    #[arg(long, env = "ORDERS_DB_POOL", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub db_pool: u32,
+
+    /// Fault injection, off by default; can be changed at run time with `PUT /admin/faults`
+    /// from the loopback interface.
+    #[command(flatten)]
+    pub faults: FaultArgs,
+}

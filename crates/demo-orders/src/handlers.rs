@@ -1,0 +1,172 @@
+//! The HTTP handlers: parse and validate input, run storage on the pool, answer JSON.
+
+use demo_kit::input::{JsonObject, Page, int_value, parse_id, query_int, str_value};
+use demo_kit::{AppError, RawQuery, idempotency, response};
+use http::StatusCode;
+use rustapi_rs::{Body, Headers, Path, State};
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+use crate::storage::{self, Created, Item, NewOrder, STATUSES};
+
+type Result<T, E = AppError> = std::result::Result<T, E>;
+type Response = rustapi_rs::Response;
+
+/// Most items in one order.
+const MAX_ITEMS: usize = 100;
+/// Longest item name, in characters.
+const MAX_ITEM_NAME: usize = 200;
+/// Largest quantity of one item.
+const MAX_QUANTITY: i64 = 1_000_000;
+/// Largest unit price: ten million (in cents: one billion).
+const MAX_UNIT_PRICE_CENTS: i64 = 1_000_000_000;
+
+/// Reads and checks an order body; errors name the field, e.g. `items[2].quantity`.
+fn new_order(body: &JsonObject) -> Result<NewOrder> {
+    let user_id = body.required_int("user_id", 1, i64::MAX)?;
+    let raw_items = body.required_array("items")?;
+    if raw_items.is_empty() {
+        return Err(AppError::invalid_field("items", "must not be empty"));
+    }
+    if raw_items.len() > MAX_ITEMS {
+        return Err(AppError::invalid_field(
+            "items",
+            format!("must have at most {MAX_ITEMS} entries"),
+        ));
+    }
+    let items = raw_items
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| item(i, raw))
+        .collect::<Result<Vec<_>>>()?;
+    let status = match body.get("status") {
+        None => "pending".to_owned(),
+        Some(value) => {
+            let status = str_value("status", value, 20)?;
+            if !STATUSES.contains(&status.as_str()) {
+                return Err(AppError::invalid_field(
+                    "status",
+                    format!("must be one of {}", STATUSES.join(", ")),
+                ));
+            }
+            status
+        }
+    };
+    Ok(NewOrder {
+        user_id,
+        items,
+        status,
+    })
+}
+
+fn item(index: usize, raw: &Value) -> Result<Item> {
+    let field = |name: &str| format!("items[{index}].{name}");
+    let Value::Object(obj) = raw else {
+        return Err(AppError::invalid_field(
+            format!("items[{index}]"),
+            "must be an object",
+        ));
+    };
+    let get = |name: &str| {
+        obj.get(name)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| AppError::invalid_field(field(name), "is required"))
+    };
+    Ok(Item {
+        name: str_value(&field("name"), get("name")?, MAX_ITEM_NAME)?,
+        quantity: int_value(&field("quantity"), get("quantity")?, 1, MAX_QUANTITY)?,
+        unit_price_cents: int_value(
+            &field("unit_price_cents"),
+            get("unit_price_cents")?,
+            0,
+            MAX_UNIT_PRICE_CENTS,
+        )?,
+    })
+}
+
+/// `GET /health`: 200 when the database answers, 503 otherwise.
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
+    match state.db.run(storage::ping).await {
+        Ok(()) => response::json(
+            StatusCode::OK,
+            &json!({"status": "ok", "replica": &*state.replica}),
+        ),
+        Err(err) => {
+            tracing::warn!(%err, "health check failed");
+            response::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "replica": &*state.replica,
+                        "error": {"code": "database_unavailable", "message": "the database cannot be reached"}}),
+            )
+        }
+    }
+}
+
+/// `GET /orders?limit=&offset=&user_id=`.
+pub(crate) async fn list(State(state): State<AppState>, query: RawQuery) -> Result<Response> {
+    let page = Page::from_query(&query)?;
+    let user_id = query_int(&query, "user_id", 1, i64::MAX)?;
+    let orders = state
+        .db
+        .run(move |c| storage::list(c, page, user_id))
+        .await?;
+    Ok(response::json(StatusCode::OK, &orders))
+}
+
+/// `GET /orders/{id}`.
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    let order = state.db.run(move |c| storage::get(c, id)).await?;
+    Ok(response::json(StatusCode::OK, &order))
+}
+
+/// `POST /orders`, honouring `Idempotency-Key`.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Headers(headers): Headers,
+    Body(body): Body,
+) -> Result<Response> {
+    let key = idempotency::key_from_headers(&headers)?;
+    let body = JsonObject::parse(&body)?;
+    let order = new_order(&body)?;
+    let fingerprint = format!("POST /orders {}", body.canonical());
+    let created = state
+        .db
+        .run(move |c| {
+            let idem = key.as_deref().map(|k| (k, fingerprint.as_str()));
+            storage::create(c, &order, idem)
+        })
+        .await?;
+    Ok(match created {
+        Created::New(json) => response::raw_json(StatusCode::CREATED, json),
+        Created::Replay(stored) => stored.into_response(),
+    })
+}
+
+/// `PUT /orders/{id}`: replaces user, status and items.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    let order = new_order(&JsonObject::parse(&body)?)?;
+    let updated = state
+        .db
+        .run(move |c| storage::update(c, id, &order))
+        .await?;
+    Ok(response::json(StatusCode::OK, &updated))
+}
+
+/// `DELETE /orders/{id}`.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    state.db.run(move |c| storage::delete(c, id)).await?;
+    Ok(response::no_content())
+}

@@ -1,0 +1,142 @@
+//! The HTTP handlers: parse and validate input, run storage on the pool, answer JSON.
+
+use demo_kit::input::{JsonObject, Page, parse_id};
+use demo_kit::{AppError, RawQuery, idempotency, response};
+use http::StatusCode;
+use rustapi_rs::{Body, Headers, Path, State};
+use serde_json::json;
+
+use crate::state::AppState;
+use crate::storage::{self, Created, NewUser};
+
+type Result<T, E = AppError> = std::result::Result<T, E>;
+type Response = rustapi_rs::Response;
+
+/// Longest accepted name, in characters.
+const MAX_NAME: usize = 200;
+/// Longest accepted email (RFC 5321 path limit).
+const MAX_EMAIL: usize = 254;
+
+/// Reads and checks `name` and `email`.
+fn new_user(body: &JsonObject) -> Result<NewUser> {
+    let name = body.required_str("name", MAX_NAME)?;
+    let email = body.required_str("email", MAX_EMAIL)?;
+    if !is_plausible_email(&email) {
+        return Err(AppError::invalid_field(
+            "email",
+            "must be an email address like name@example.com",
+        ));
+    }
+    Ok(NewUser { name, email })
+}
+
+/// One `@` with something before it and a dotted domain after it, no spaces. Deliberately
+/// loose: the only real check of an address is mailing it.
+fn is_plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(char::is_whitespace)
+}
+
+/// `GET /health`: 200 when the database answers, 503 otherwise.
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
+    match state.db.run(storage::ping).await {
+        Ok(()) => response::json(
+            StatusCode::OK,
+            &json!({"status": "ok", "replica": &*state.replica}),
+        ),
+        Err(err) => {
+            tracing::warn!(%err, "health check failed");
+            response::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "replica": &*state.replica,
+                        "error": {"code": "database_unavailable", "message": "the database cannot be reached"}}),
+            )
+        }
+    }
+}
+
+/// `GET /users?limit=&offset=`.
+pub(crate) async fn list(State(state): State<AppState>, query: RawQuery) -> Result<Response> {
+    let page = Page::from_query(&query)?;
+    let users = state.db.run(move |c| storage::list(c, page)).await?;
+    Ok(response::json(StatusCode::OK, &users))
+}
+
+/// `GET /users/{id}`.
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    let user = state.db.run(move |c| storage::get(c, id)).await?;
+    Ok(response::json(StatusCode::OK, &user))
+}
+
+/// `POST /users`, honouring `Idempotency-Key`.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Headers(headers): Headers,
+    Body(body): Body,
+) -> Result<Response> {
+    let key = idempotency::key_from_headers(&headers)?;
+    let body = JsonObject::parse(&body)?;
+    let user = new_user(&body)?;
+    let fingerprint = format!("POST /users {}", body.canonical());
+    let created = state
+        .db
+        .run(move |c| {
+            let idem = key.as_deref().map(|k| (k, fingerprint.as_str()));
+            storage::create(c, &user, idem)
+        })
+        .await?;
+    Ok(match created {
+        Created::New(json) => response::raw_json(StatusCode::CREATED, json),
+        Created::Replay(stored) => stored.into_response(),
+    })
+}
+
+/// `PUT /users/{id}`: replaces name and email.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    let user = new_user(&JsonObject::parse(&body)?)?;
+    let updated = state.db.run(move |c| storage::update(c, id, &user)).await?;
+    Ok(response::json(StatusCode::OK, &updated))
+}
+
+/// `DELETE /users/{id}`.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    state.db.run(move |c| storage::delete(c, id)).await?;
+    Ok(response::no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_plausibility() {
+        for ok in ["a@b.co", "first.last+tag@sub.example.org"] {
+            assert!(is_plausible_email(ok), "{ok}");
+        }
+        for bad in [
+            "", "a", "a@", "@b.co", "a@b", "a@@b.co", "a b@c.de", "a@.co", "a@b.co.",
+        ] {
+            assert!(!is_plausible_email(bad), "{bad}");
+        }
+    }
+}

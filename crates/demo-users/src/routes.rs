@@ -1,0 +1,61 @@
+//! The app (routes and state) and how it is served.
+
+use std::future::Future;
+
+use demo_kit::{HttpService, Stack, faults, serve};
+use rustapi_rs::{RustApi, get};
+use tokio::net::TcpListener;
+
+use crate::handlers;
+use crate::state::AppState;
+
+/// The rustapi-rs app: every route, with `state` attached. Routes are registered explicitly
+/// (never `RustApi::auto()`, which would also collect other services' macro routes).
+pub fn app(state: AppState) -> RustApi {
+    let faults = state.faults.clone();
+    let app = RustApi::new()
+        .state(state)
+        .route("/health", get(handlers::health))
+        .route("/users", get(handlers::list).post(handlers::create))
+        .route(
+            "/users/{id}",
+            get(handlers::show)
+                .put(handlers::update)
+                .delete(handlers::delete),
+        );
+    faults::routes(app, faults)
+}
+
+/// The serving layers for `state`'s replica: `x-served-by`, request ids, tracing, JSON errors,
+/// the 64 KiB body limit and fault injection.
+pub fn stack(state: &AppState) -> Stack {
+    Stack::new()
+        .with_served_by(&state.replica)
+        .with_faults(state.faults.clone())
+}
+
+/// The app as a tower service over any request body (in-process tests use `Full<Bytes>`).
+pub fn service<B>(state: AppState) -> HttpService<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<demo_kit::BoxError>,
+{
+    stack(&state).service(&app(state))
+}
+
+/// Serves the users service on `listener` until `shutdown` completes; then stops accepting,
+/// finishes in-flight requests and closes the database.
+///
+/// # Errors
+/// I/O errors from serving.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let service = service(state.clone());
+    let served = serve(listener, service, shutdown).await;
+    state.close().await;
+    tracing::info!("database closed");
+    served
+}
