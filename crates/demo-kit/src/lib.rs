@@ -14,7 +14,14 @@
 //!   future completes, stops accepting and drains in-flight requests.
 //! - [`AppError`] is the one error type with the one mapping to HTTP
 //!   (`{"error": {"code": "...", "message": "..."}}`).
-//! - [`shutdown_signal`] completes on SIGTERM or Ctrl-C; [`init_tracing`] sets up logging.
+//! - [`shutdown_signal`] completes on SIGTERM or Ctrl-C; [`init_tracing`] sets up logging;
+//!   [`announce_listening`] prints the bound address for a parent process.
+//! - [`faults`]: injected latency and 500s, switchable at run time through `/admin/faults`.
+//! - [`input`] and [`response`]: parsing ids, pagination and JSON bodies into 400/422 errors that
+//!   name the field, and building JSON answers (rustapi-rs's `Json<T>` cannot set a status).
+//!
+//! Features: `sqlite` adds a small rusqlite connection pool (`sqlite`) and `Idempotency-Key`
+//! storage (`idempotency`) for the services; `testing` adds helpers for tests (`testing`).
 //!
 //! ```no_run
 //! use demo_kit::{Stack, serve, shutdown_signal};

@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
     let state = match AppState::open(&config).await {
         Ok(state) => state,
         Err(err) => {
-            tracing::error!(%err, db = %config.db.display(), "cannot open the database");
+            tracing::error!(%err, db = %config.db.display(), "cannot start");
             return ExitCode::FAILURE;
         }
     };

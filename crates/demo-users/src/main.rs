@@ -1,4 +1,6 @@
 // Run with `cargo run -p demo-users` (listens on 127.0.0.1:8081); `-- --help` lists every flag.
+// A second replica on the same database file:
+// `cargo run -p demo-users -- --listen 127.0.0.1:8083 --replica users-2`.
 //! The users service binary: read the configuration, open the database, bind, serve until
 //! SIGTERM or Ctrl-C.
 
@@ -15,7 +17,7 @@ async fn main() -> ExitCode {
     let state = match AppState::open(&config).await {
         Ok(state) => state,
         Err(err) => {
-            tracing::error!(%err, db = %config.db.display(), "cannot open the database");
+            tracing::error!(%err, db = %config.db.display(), "cannot start");
             return ExitCode::FAILURE;
         }
     };
