@@ -37,8 +37,20 @@ impl InvalidConfig {
     }
 }
 
-/// Walks an error and its sources, returning the first one of type `E`.
-pub(crate) fn find_in_chain<'a, E: std::error::Error + 'static>(
+/// The first error of type `E` in `error` and its chain of sources.
+///
+/// Layers box the errors of the layers inside them, and a `reqwest::Error` may hide behind an
+/// [`Elapsed`](crate::Elapsed)'s neighbour; this finds what happened wherever it sits:
+///
+/// ```
+/// use resilience::{BoxError, CircuitOpen, find_in_chain};
+///
+/// fn is_circuit_open(error: &BoxError) -> bool {
+///     find_in_chain::<CircuitOpen>(error.as_ref()).is_some()
+/// }
+/// # assert!(!is_circuit_open(&"boom".into()));
+/// ```
+pub fn find_in_chain<'a, E: std::error::Error + 'static>(
     error: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a E> {
     let mut current = Some(error);

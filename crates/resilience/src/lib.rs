@@ -77,7 +77,7 @@ pub use self::circuit_breaker::{
     CircuitBreakerLayer, CircuitBreakerMetrics, CircuitOpen, Classify, ErrorsAreFailures, Outcome,
     SlidingWindow, State, StateChange, TransitionReason, TripReason,
 };
-pub use self::error::{BoxError, InvalidConfig};
+pub use self::error::{BoxError, InvalidConfig, find_in_chain};
 pub use self::retry::{
     RetryBudget, RetryDecision, RetryErrors, RetryMetrics, RetryPolicy, RetryRules,
 };

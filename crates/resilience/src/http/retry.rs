@@ -4,7 +4,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use reqwest::{Request, Response};
 
 use crate::BoxError;
-use crate::error::find_in_chain;
+use crate::find_in_chain;
 use crate::retry::{RetryDecision, RetryRules, is_local_rejection};
 
 /// The header that makes a POST or PATCH safe to send twice: the server answers a repeat with

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::find_in_chain;
+use crate::find_in_chain;
 use crate::{BoxError, CircuitOpen, DeadlineExceeded, NoAvailableEndpoint};
 
 /// What to do with a result.
