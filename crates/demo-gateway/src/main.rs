@@ -1,6 +1,19 @@
-//! Run with `cargo run -p demo-gateway` (the gateway lands with issue 4).
+// Run with `cargo run -p demo-gateway`: the whole demo (gateway on 127.0.0.1:8080 plus two users
+// replicas and the order service as child processes). `-- --help` lists every flag.
+//! The gateway binary; it also runs the services it launches (`demo-gateway users ...`).
 
-fn main() {
-    eprintln!("demo-gateway is not built yet: see issue 4");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use clap::Parser;
+use demo_gateway::config::Cli;
+use demo_gateway::demo;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    demo_kit::init_tracing();
+    match cli.service {
+        Some(service) => demo::run_service(service).await,
+        None => demo::run_gateway(cli.gateway).await,
+    }
 }

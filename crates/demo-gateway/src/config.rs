@@ -1,0 +1,156 @@
+//! Command-line flags and environment variables of the gateway.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The gateway's command line: the demo by default, or one of the services it launches.
+#[derive(Debug, clap::Parser)]
+#[command(name = "demo-gateway", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Run one of the demo's services instead of the gateway (what the demo launcher starts as
+    /// child processes).
+    #[command(subcommand)]
+    pub service: Option<ServiceCommand>,
+
+    /// The gateway's own settings.
+    #[command(flatten)]
+    pub gateway: GatewayConfig,
+}
+
+/// A service run by this binary as a child process of the demo.
+#[derive(Debug, clap::Subcommand)]
+pub enum ServiceCommand {
+    /// The users service (the same flags as `demo-users`).
+    Users {
+        /// The service's flags.
+        #[command(flatten)]
+        config: demo_users::Config,
+        /// Stop when stdin closes (the launcher's pipe: the gateway is gone).
+        #[arg(long, hide = true)]
+        exit_with_parent: bool,
+    },
+    /// The order service (the same flags as `demo-orders`).
+    Orders {
+        /// The service's flags.
+        #[command(flatten)]
+        config: demo_orders::Config,
+        /// Stop when stdin closes (the launcher's pipe: the gateway is gone).
+        #[arg(long, hide = true)]
+        exit_with_parent: bool,
+    },
+}
+
+/// The API gateway: routes `/api/users` and `/api/orders` to the demo services through the
+/// resilience stack, with API keys, rate limits and aggregation.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayConfig {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed on stdout).
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Do not start the services: call the ones given by --users and --orders.
+    #[arg(long, env = "GATEWAY_NO_SPAWN")]
+    pub no_spawn: bool,
+
+    /// Users service endpoints, comma separated (default: the two replicas the demo starts).
+    #[arg(
+        long,
+        env = "GATEWAY_USERS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8081,http://127.0.0.1:8083"
+    )]
+    pub users: Vec<String>,
+
+    /// Order service endpoints, comma separated.
+    #[arg(
+        long,
+        env = "GATEWAY_ORDERS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8082"
+    )]
+    pub orders: Vec<String>,
+
+    /// Where the demo keeps the services' databases (created if missing).
+    #[arg(long, env = "GATEWAY_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// An API key clients may use (`x-api-key: KEY` or `Authorization: Bearer KEY`); repeat for
+    /// several. Without any key (here, in GATEWAY_API_KEYS or in --api-keys-file) the gateway
+    /// makes one at start and prints it.
+    #[arg(
+        long = "api-key",
+        env = "GATEWAY_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// A file of API keys, one per line (blank lines and lines starting with # are skipped).
+    #[arg(long, env = "GATEWAY_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Requests per second each API key may make, on average.
+    #[arg(long, env = "GATEWAY_RATE_LIMIT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: u32,
+
+    /// Requests an API key may make in a burst above the average rate.
+    #[arg(long, env = "GATEWAY_RATE_BURST", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+
+    /// The limit for one attempt at an upstream, e.g. `1s` or `250ms`.
+    #[arg(long, env = "GATEWAY_ATTEMPT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub attempt_timeout: Duration,
+
+    /// The limit for a whole upstream request, retries included.
+    #[arg(long, env = "GATEWAY_DEADLINE", default_value = "3s", value_parser = parse_duration)]
+    pub deadline: Duration,
+
+    /// Attempts per upstream request, the first included.
+    #[arg(long, env = "GATEWAY_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub max_attempts: u32,
+
+    /// Consecutive failures that open an endpoint's circuit breaker.
+    #[arg(long, env = "GATEWAY_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_failures: u32,
+
+    /// How long an open breaker waits before it lets a probe through (it grows while probes fail).
+    #[arg(long, env = "GATEWAY_BREAKER_OPEN", default_value = "5s", value_parser = parse_duration)]
+    pub breaker_open: Duration,
+}
+
+/// Reads `1500ms`, `2s`, `1.5s` or `1m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or((text, ""), |at| text.split_at(at));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 250ms, 2s or 1m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{text:?} needs a unit: ms, s or m")),
+    };
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|duration| !duration.is_zero())
+        .ok_or_else(|| format!("{text:?} must be a positive duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_durations_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("0s").unwrap_err().contains("positive"));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,368 @@
+//! The routes: proxies to the services, the aggregation, probes and the operator's views.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use demo_kit::input::{Page, parse_id, query_int};
+use demo_kit::{AppError, RawQuery, response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use resilience::{CircuitBreakerHandle, StateChange};
+use rustapi_rs::{Body, Headers, Path, State};
+use serde_json::{Value, json};
+
+use crate::failure;
+use crate::state::GatewayState;
+use crate::upstream::{Reply, Upstream};
+
+type Result<T, E = AppError> = std::result::Result<T, E>;
+type Response = rustapi_rs::Response;
+
+/// The header telling clients which replica answered behind the gateway.
+const UPSTREAM_SERVED_BY: &str = "x-upstream-served-by";
+
+/// Sends a request upstream and shapes the answer: 2xx wrapped as `{"service", "data"}`, 4xx
+/// passed through as the service's JSON error, 5xx and failures mapped in [`failure`].
+async fn relay(
+    upstream: &Upstream,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Option<Bytes>,
+) -> Result<Response> {
+    let reply = upstream.send(method, path, headers, body).await?;
+    let mut answer = shape(upstream, reply)?;
+    if let Some(name) = answer.1 {
+        answer.0.headers_mut().insert(UPSTREAM_SERVED_BY, name);
+    }
+    Ok(answer.0)
+}
+
+fn shape(upstream: &Upstream, reply: Reply) -> Result<(Response, Option<HeaderValue>)> {
+    let Reply {
+        status,
+        body,
+        served_by,
+    } = reply;
+    if status.is_server_error() {
+        return Err(failure::server_error(upstream, status, &body));
+    }
+    if status == StatusCode::NO_CONTENT {
+        return Ok((response::no_content(), served_by));
+    }
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|_| failure::not_json(upstream, status))?;
+    let response = if status.is_success() {
+        response::json(status, &json!({"service": upstream.service, "data": value}))
+    } else {
+        // The service's own JSON error, with its status: the client's mistake, told as it was.
+        response::json(status, &value)
+    };
+    Ok((response, served_by))
+}
+
+/// `GET /api/users?limit=&offset=`.
+pub(crate) async fn list_users(
+    State(state): State<GatewayState>,
+    query: RawQuery,
+    Headers(headers): Headers,
+) -> Result<Response> {
+    let page = Page::from_query(&query)?;
+    let path = format!("/users?limit={}&offset={}", page.limit, page.offset);
+    relay(state.users(), Method::GET, &path, &headers, None).await
+}
+
+/// `POST /api/users`.
+pub(crate) async fn create_user(
+    State(state): State<GatewayState>,
+    Headers(headers): Headers,
+    Body(body): Body,
+) -> Result<Response> {
+    relay(state.users(), Method::POST, "/users", &headers, Some(body)).await
+}
+
+/// `GET /api/users/{id}`.
+pub(crate) async fn show_user(
+    State(state): State<GatewayState>,
+    Path(id): Path<String>,
+    Headers(headers): Headers,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    relay(
+        state.users(),
+        Method::GET,
+        &format!("/users/{id}"),
+        &headers,
+        None,
+    )
+    .await
+}
+
+/// `PUT /api/users/{id}`.
+pub(crate) async fn update_user(
+    State(state): State<GatewayState>,
+    Path(id): Path<String>,
+    Headers(headers): Headers,
+    Body(body): Body,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    relay(
+        state.users(),
+        Method::PUT,
+        &format!("/users/{id}"),
+        &headers,
+        Some(body),
+    )
+    .await
+}
+
+/// `DELETE /api/users/{id}`.
+pub(crate) async fn delete_user(
+    State(state): State<GatewayState>,
+    Path(id): Path<String>,
+    Headers(headers): Headers,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    relay(
+        state.users(),
+        Method::DELETE,
+        &format!("/users/{id}"),
+        &headers,
+        None,
+    )
+    .await
+}
+
+/// `GET /api/orders?limit=&offset=&user_id=`.
+pub(crate) async fn list_orders(
+    State(state): State<GatewayState>,
+    query: RawQuery,
+    Headers(headers): Headers,
+) -> Result<Response> {
+    let page = Page::from_query(&query)?;
+    let mut path = format!("/orders?limit={}&offset={}", page.limit, page.offset);
+    if let Some(user_id) = query_int(&query, "user_id", 1, i64::MAX)? {
+        path.push_str(&format!("&user_id={user_id}"));
+    }
+    relay(state.orders(), Method::GET, &path, &headers, None).await
+}
+
+/// `POST /api/orders`.
+pub(crate) async fn create_order(
+    State(state): State<GatewayState>,
+    Headers(headers): Headers,
+    Body(body): Body,
+) -> Result<Response> {
+    relay(
+        state.orders(),
+        Method::POST,
+        "/orders",
+        &headers,
+        Some(body),
+    )
+    .await
+}
+
+/// `GET /api/orders/{id}`.
+pub(crate) async fn show_order(
+    State(state): State<GatewayState>,
+    Path(id): Path<String>,
+    Headers(headers): Headers,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    relay(
+        state.orders(),
+        Method::GET,
+        &format!("/orders/{id}"),
+        &headers,
+        None,
+    )
+    .await
+}
+
+/// `PUT /api/orders/{id}`.
+pub(crate) async fn update_order(
+    State(state): State<GatewayState>,
+    Path(id): Path<String>,
+    Headers(headers): Headers,
+    Body(body): Body,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    relay(
+        state.orders(),
+        Method::PUT,
+        &format!("/orders/{id}"),
+        &headers,
+        Some(body),
+    )
+    .await
+}
+
+/// `DELETE /api/orders/{id}`.
+pub(crate) async fn delete_order(
+    State(state): State<GatewayState>,
+    Path(id): Path<String>,
+    Headers(headers): Headers,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    relay(
+        state.orders(),
+        Method::DELETE,
+        &format!("/orders/{id}"),
+        &headers,
+        None,
+    )
+    .await
+}
+
+/// The most orders the aggregation shows for one user.
+const AGGREGATED_ORDERS: i64 = Page::MAX_LIMIT;
+
+/// `GET /api/users/{id}/orders`: the user and their orders, fetched at the same time. Without
+/// the user there is no answer (404, or the failure); without the orders the answer comes
+/// anyway, with `"missing": ["orders"]` and why.
+pub(crate) async fn user_with_orders(
+    State(state): State<GatewayState>,
+    Path(id): Path<String>,
+    Headers(headers): Headers,
+) -> Result<Response> {
+    let id = parse_id(&id)?;
+    let user_path = format!("/users/{id}");
+    let orders_path = format!("/orders?user_id={id}&limit={AGGREGATED_ORDERS}");
+    let (user, orders) = tokio::join!(
+        state.users().send(Method::GET, &user_path, &headers, None),
+        state
+            .orders()
+            .send(Method::GET, &orders_path, &headers, None),
+    );
+    let user = user?;
+    if !user.status.is_success() {
+        return shape(state.users(), user).map(|(response, _)| response);
+    }
+    let user: Value = serde_json::from_slice(&user.body)
+        .map_err(|_| failure::not_json(state.users(), user.status))?;
+    let orders = orders.and_then(|reply| {
+        if reply.status.is_success() {
+            serde_json::from_slice::<Value>(&reply.body)
+                .map_err(|_| failure::not_json(state.orders(), reply.status))
+        } else if reply.status.is_server_error() {
+            Err(failure::server_error(
+                state.orders(),
+                reply.status,
+                &reply.body,
+            ))
+        } else {
+            Err(AppError::new(
+                demo_kit::ErrorCode::BadGateway,
+                format!("the order service answered {}", reply.status),
+            ))
+        }
+    });
+    let body = match orders {
+        Ok(page) => json!({
+            "service": "gateway",
+            "data": {"user": user, "orders": page["items"], "orders_total": page["total"]},
+        }),
+        Err(error) => json!({
+            "service": "gateway",
+            "data": {"user": user, "orders": []},
+            "missing": ["orders"],
+            "errors": {"orders": error.body()["error"]},
+        }),
+    };
+    Ok(response::json(StatusCode::OK, &body))
+}
+
+/// `GET /health`: the gateway itself is up.
+pub(crate) async fn health() -> Response {
+    response::json(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+/// `GET /ready`: 200 when every upstream has an endpoint admitting traffic, 503 otherwise.
+pub(crate) async fn ready(State(state): State<GatewayState>) -> Response {
+    let upstreams = [state.users(), state.orders()];
+    let ready = upstreams.iter().all(|upstream| upstream.is_ready());
+    let detail: serde_json::Map<String, Value> = upstreams
+        .iter()
+        .map(|upstream| (upstream.service.to_owned(), json!(upstream.is_ready())))
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    response::json(
+        status,
+        &json!({"status": if ready { "ready" } else { "not_ready" }, "upstreams": detail}),
+    )
+}
+
+/// `GET /admin/status`: every upstream and endpoint, with its breaker's state and counts.
+pub(crate) async fn admin_status(State(state): State<GatewayState>) -> Response {
+    let upstreams: Vec<Value> = [state.users(), state.orders()]
+        .into_iter()
+        .map(upstream_status)
+        .collect();
+    response::json(StatusCode::OK, &json!({"upstreams": upstreams}))
+}
+
+fn upstream_status(upstream: &Upstream) -> Value {
+    let retries = upstream.client.retry_metrics();
+    let endpoints: Vec<Value> = upstream
+        .client
+        .breakers()
+        .iter()
+        .map(endpoint_status)
+        .collect();
+    json!({
+        "service": upstream.service,
+        "ready": upstream.is_ready(),
+        "retries": retries.retries,
+        "retries_refused": {"budget_exhausted": retries.budget_exhausted, "out_of_time": retries.out_of_time},
+        "endpoints": endpoints,
+    })
+}
+
+fn endpoint_status(breaker: &CircuitBreakerHandle) -> Value {
+    let metrics = breaker.metrics();
+    let url = breaker
+        .name()
+        .split_once('@')
+        .map_or(breaker.name(), |(_, url)| url);
+    json!({
+        "endpoint": url,
+        "state": metrics.state.as_str(),
+        "consecutive_failures": metrics.consecutive_failures,
+        "calls": metrics.calls(),
+        "successes": metrics.successes,
+        "failures": metrics.failures,
+        "rejected": metrics.rejected,
+        "next_probe_in_ms": metrics.next_probe_in.map(|wait| wait.as_millis() as u64),
+        "last_transition": metrics.last_change.as_ref().map(transition),
+    })
+}
+
+fn transition(change: &StateChange) -> Value {
+    let unix = |at: SystemTime| {
+        at.duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs_f64()
+    };
+    json!({
+        "from": change.from.as_str(),
+        "to": change.to.as_str(),
+        "reason": change.reason.to_string(),
+        "at_unix": unix(change.at_wall_clock),
+        "seconds_ago": change.at.elapsed().as_secs_f64(),
+    })
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(crate) async fn metrics(State(state): State<GatewayState>) -> Result<Response> {
+    let text = state.metrics().render().map_err(AppError::internal)?;
+    let mut response = http::Response::new(rustapi_rs::ResponseBody::from(text));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,26 @@
+//! The demo's API gateway: the public entry point in front of the users and order services.
+//!
+//! - `/api/users...` and `/api/orders...` are proxied through one [`ResilientClient`] per
+//!   upstream (deadline → retry → round robin → per-endpoint breaker → attempt timeout →
+//!   reqwest); `/api/users/{id}/orders` aggregates a user with their orders.
+//! - API keys and per-key rate limits guard everything but `/health` and `/ready`.
+//! - Every failure becomes a status in one place ([`failure`]): open breakers 503 with
+//!   `Retry-After`, timeouts 504, unreachable or failing upstreams 502.
+//! - `/admin/status` and `/metrics` show the breakers; transitions are logged as they happen.
+//!
+//! [`ResilientClient`]: resilience::http::ResilientClient
+
+pub mod config;
+pub mod demo;
+mod edge;
+pub mod failure;
+mod handlers;
+pub mod launcher;
+mod metrics;
+mod routes;
+mod state;
+pub mod upstream;
+
+pub use edge::{ApiKeys, route_of};
+pub use routes::{app, run, service};
+pub use state::GatewayState;

@@ -1,0 +1,68 @@
+//! The gateway app and how it is served.
+
+use std::future::Future;
+
+use demo_kit::{HttpService, RustApiService, Stack, serve};
+use rustapi_rs::{RustApi, get};
+use tokio::net::TcpListener;
+use tower::Layer;
+
+use crate::edge::EdgeLayer;
+use crate::handlers;
+use crate::state::GatewayState;
+
+/// Every route, with `state` attached; registered explicitly, never with `RustApi::auto()`
+/// (this binary also links the services, whose macro routes it would collect).
+pub fn app(state: GatewayState) -> RustApi {
+    RustApi::new()
+        .state(state)
+        .route("/health", get(handlers::health))
+        .route("/ready", get(handlers::ready))
+        .route("/metrics", get(handlers::metrics))
+        .route("/admin/status", get(handlers::admin_status))
+        .route(
+            "/api/users",
+            get(handlers::list_users).post(handlers::create_user),
+        )
+        .route(
+            "/api/users/{id}",
+            get(handlers::show_user)
+                .put(handlers::update_user)
+                .delete(handlers::delete_user),
+        )
+        .route("/api/users/{id}/orders", get(handlers::user_with_orders))
+        .route(
+            "/api/orders",
+            get(handlers::list_orders).post(handlers::create_order),
+        )
+        .route(
+            "/api/orders/{id}",
+            get(handlers::show_order)
+                .put(handlers::update_order)
+                .delete(handlers::delete_order),
+        )
+}
+
+/// The app behind the edge (keys, rate limits, request counts) and the shared serving layers
+/// (request ids, tracing, JSON errors, the 64 KiB body limit, `x-served-by: gateway`).
+pub fn service<B>(state: GatewayState) -> HttpService<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<demo_kit::BoxError>,
+{
+    let stack = Stack::new().with_served_by("gateway");
+    let app = RustApiService::new(&app(state.clone()), stack.body_limit());
+    stack.wrap(EdgeLayer::new(state).layer(app))
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then drains in-flight requests.
+///
+/// # Errors
+/// I/O errors from serving.
+pub async fn run(
+    listener: TcpListener,
+    state: GatewayState,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    serve(listener, service(state), shutdown).await
+}

@@ -1,0 +1,139 @@
+//! The resilient clients for the user and order services, and forwarding a request to them.
+//!
+//! Each upstream is one [`ResilientClient`]: deadline → retry → round robin → per-endpoint
+//! breaker → attempt timeout → reqwest. Only an allowlist of headers goes upstream, so
+//! hop-by-hop headers and the client's API key never leave the gateway.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use demo_kit::AppError;
+use http::{HeaderMap, HeaderName, Method, StatusCode};
+use resilience::http::ResilientClient;
+use resilience::{CircuitBreakerConfig, InvalidConfig, State};
+
+use crate::config::GatewayConfig;
+use crate::failure;
+
+/// Headers passed on to the services; everything else stays at the gateway.
+const FORWARDED_HEADERS: [HeaderName; 4] = [
+    http::header::CONTENT_TYPE,
+    http::header::ACCEPT,
+    HeaderName::from_static(demo_kit::REQUEST_ID),
+    HeaderName::from_static("idempotency-key"),
+];
+
+/// Upstream answers larger than this are refused rather than buffered.
+const MAX_UPSTREAM_BODY: usize = 4 * 1024 * 1024;
+
+/// One upstream service and the client that reaches it.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// How clients see it named, e.g. `user-service`.
+    pub service: &'static str,
+    /// The resilient client over its endpoints.
+    pub client: ResilientClient,
+}
+
+/// What the upstream answered.
+#[derive(Debug)]
+pub struct Reply {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its body.
+    pub body: Bytes,
+    /// Which replica answered (its `x-served-by`).
+    pub served_by: Option<http::HeaderValue>,
+}
+
+impl Upstream {
+    /// A client for `service` over `endpoints`, configured from the gateway's flags.
+    pub fn new(
+        service: &'static str,
+        short_name: &str,
+        endpoints: &[String],
+        config: &GatewayConfig,
+    ) -> Result<Self, InvalidConfig> {
+        let breaker = CircuitBreakerConfig::builder()
+            .consecutive_failures(config.breaker_failures)
+            .open_duration(config.breaker_open)
+            .max_open_duration(config.breaker_open.max(Duration::from_secs(60)))
+            .build()?;
+        let client = ResilientClient::builder(short_name)
+            .endpoints(endpoints.iter().cloned())
+            .attempt_timeout(config.attempt_timeout)
+            .deadline(config.deadline)
+            .max_attempts(config.max_attempts)
+            .circuit_breaker(breaker)
+            .build()?;
+        Ok(Self { service, client })
+    }
+
+    /// Whether at least one endpoint's breaker admits traffic.
+    pub fn is_ready(&self) -> bool {
+        self.client
+            .breakers()
+            .iter()
+            .any(|breaker| breaker.admits())
+    }
+
+    /// Sends `method path_and_query` with `body` and the allowed `headers` of the client's
+    /// request, and reads the whole answer. Every failure is already an [`AppError`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Option<Bytes>,
+    ) -> Result<Reply, AppError> {
+        let mut request = self.client.request(method.clone(), path_and_query);
+        for name in &FORWARDED_HEADERS {
+            for value in headers.get_all(name) {
+                request = request.header(name, value);
+            }
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let request = request.build().map_err(|error| {
+            AppError::internal(format!(
+                "building the upstream request {method} {path_and_query}: {error}"
+            ))
+        })?;
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|error| failure::upstream(self, &error))?;
+        let status = response.status();
+        let served_by = response.headers().get(demo_kit::SERVED_BY).cloned();
+        if response
+            .content_length()
+            .is_some_and(|length| length > MAX_UPSTREAM_BODY as u64)
+        {
+            return Err(failure::oversized(self));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| failure::upstream(self, &error.into()))?;
+        if body.len() > MAX_UPSTREAM_BODY {
+            return Err(failure::oversized(self));
+        }
+        Ok(Reply {
+            status,
+            body,
+            served_by,
+        })
+    }
+
+    /// When the first breaker of this upstream will admit a probe, if all are open.
+    pub fn next_probe_in(&self) -> Option<Duration> {
+        self.client
+            .breakers()
+            .iter()
+            .filter(|breaker| breaker.state() == State::Open)
+            .filter_map(|breaker| breaker.metrics().next_probe_in)
+            .min()
+    }
+}
