@@ -332,7 +332,8 @@ where
 }
 
 /// Turns a foreign error answer into an [`AppError`] answer with the same status, keeping its
-/// other headers (`Allow`, `Retry-After`, ...).
+/// other headers (`Allow`, `Retry-After`, ...). A body that already has the JSON error shape
+/// (say, an upstream's 404 passed through by the gateway) is kept as it is.
 async fn normalize<B>(
     res: http::Response<B>,
     method: &Method,
@@ -345,12 +346,26 @@ where
 {
     let (mut parts, body) = res.into_parts();
     let status = parts.status;
-    // rustapi-rs answers `{"error": {"type": ..., "message": ...}}`; keep its message for 4xx.
-    let original = Limited::new(body, 64 * 1024)
+    let bytes = Limited::new(body, 64 * 1024)
         .collect()
         .await
         .ok()
-        .and_then(|c| serde_json::from_slice::<serde_json::Value>(&c.to_bytes()).ok());
+        .map(http_body_util::Collected::to_bytes);
+    let original = bytes
+        .as_ref()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+    // Already in our shape (e.g. an upstream's answer passed through by a proxy): keep it.
+    if let (Some(bytes), Some(value)) = (&bytes, &original) {
+        if value["error"]["code"].is_string() && value["error"]["message"].is_string() {
+            return http::Response::from_parts(
+                parts,
+                http_body_util::Full::new(bytes.clone())
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+        }
+    }
+    // rustapi-rs answers `{"error": {"type": ..., "message": ...}}`; keep its message for 4xx.
     let original_message = original
         .as_ref()
         .and_then(|v| v["error"]["message"].as_str())

@@ -28,8 +28,18 @@ async fn slow() -> &'static str {
     "done"
 }
 
+/// A handler answering an error it did not make with `AppError`, as a proxy passing an
+/// upstream's answer through would.
+async fn passed_through() -> rustapi_core::Response {
+    let body = r#"{"error":{"code":"not_found","message":"user 42 not found"}}"#;
+    let mut res = http::Response::new(rustapi_core::ResponseBody::from(body));
+    *res.status_mut() = http::StatusCode::NOT_FOUND;
+    res
+}
+
 fn app() -> RustApi {
     RustApi::new()
+        .route("/passed-through", get(passed_through))
         .route("/hello", get(hello))
         .route("/echo", rustapi_core::post(echo))
         .route("/slow", get(slow))
@@ -51,6 +61,14 @@ async fn unknown_route_is_json_404() {
             .unwrap()
             .contains("/nope")
     );
+}
+
+#[tokio::test]
+async fn error_bodies_already_in_the_json_shape_are_kept() {
+    let svc = service(&Stack::new());
+    let res = send(&svc, request("GET", "/passed-through", "")).await;
+    assert_eq!(res.status, 404);
+    assert_eq!(res.json()["error"]["message"], "user 42 not found");
 }
 
 #[tokio::test]

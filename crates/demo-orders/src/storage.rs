@@ -158,7 +158,7 @@ pub fn migrate_and_seed(conn: &mut Connection) -> Result<(), AppError> {
 /// # Errors
 /// Database errors.
 pub fn ping(conn: &mut Connection) -> Result<(), AppError> {
-    conn.query_row("SELECT count(*) FROM orders", [], |_| Ok(()))?;
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM orders)", [], |_| Ok(()))?;
     Ok(())
 }
 

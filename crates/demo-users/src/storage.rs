@@ -117,7 +117,7 @@ pub fn migrate_and_seed(conn: &mut Connection) -> Result<(), AppError> {
 /// # Errors
 /// Database errors.
 pub fn ping(conn: &mut Connection) -> Result<(), AppError> {
-    conn.query_row("SELECT count(*) FROM users", [], |_| Ok(()))?;
+    conn.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |_| Ok(()))?;
     Ok(())
 }
 

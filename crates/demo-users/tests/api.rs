@@ -406,3 +406,41 @@ async fn full_failure_rate_gives_500_and_turning_it_off_recovers() {
     // Injected failures wrote nothing.
     assert_eq!(app.total().await, 3);
 }
+
+#[tokio::test]
+async fn odd_inputs_get_a_clear_answer_and_change_nothing() {
+    let app = start(&[]).await;
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let bodies: Vec<Vec<u8>> = vec![
+        deep.into_bytes(),
+        b"\xff\xfe\x00garbage".to_vec(),
+        br#"{"name": 1e400, "email": "a@b.co"}"#.to_vec(),
+        br#"{"name": "A\u0000B", "email": 9223372036854775808}"#.to_vec(),
+        b"null".to_vec(),
+        b"\"just a string\"".to_vec(),
+    ];
+    for body in bodies {
+        for (method, uri) in [("POST", "/users"), ("PUT", "/users/1")] {
+            let res = app.call(request(method, uri, body.clone())).await;
+            assert!(
+                res.status == 400 || res.status == 422,
+                "{method} {:?}: {}",
+                String::from_utf8_lossy(&body),
+                res.status
+            );
+            res.error_code();
+        }
+    }
+    // Unicode is fine.
+    let res = app
+        .send_json(
+            "POST",
+            "/users",
+            &user("Ada Łovelace 😀", "ada.unicode@example.com"),
+        )
+        .await;
+    assert_eq!(res.status, 201);
+    assert_eq!(res.json()["name"], "Ada Łovelace 😀");
+    assert_eq!(app.total().await, 4);
+    assert_eq!(app.get("/users/1").await.json()["name"], "Ada Lovelace");
+}
