@@ -280,20 +280,28 @@ pub(crate) async fn health() -> Response {
 /// `GET /ready`: 200 when every upstream has an endpoint admitting traffic, 503 otherwise.
 pub(crate) async fn ready(State(state): State<GatewayState>) -> Response {
     let upstreams = [state.users(), state.orders()];
-    let ready = upstreams.iter().all(|upstream| upstream.is_ready());
     let detail: serde_json::Map<String, Value> = upstreams
         .iter()
         .map(|upstream| (upstream.service.to_owned(), json!(upstream.is_ready())))
         .collect();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    response::json(
-        status,
-        &json!({"status": if ready { "ready" } else { "not_ready" }, "upstreams": detail}),
-    )
+    let not_ready: Vec<&str> = upstreams
+        .iter()
+        .filter(|upstream| !upstream.is_ready())
+        .map(|upstream| upstream.service)
+        .collect();
+    if not_ready.is_empty() {
+        return response::json(
+            StatusCode::OK,
+            &json!({"status": "ready", "upstreams": detail}),
+        );
+    }
+    let mut body = AppError::unavailable(format!(
+        "no endpoint admits traffic for: {}",
+        not_ready.join(", ")
+    ))
+    .body();
+    body["upstreams"] = Value::Object(detail);
+    response::json(StatusCode::SERVICE_UNAVAILABLE, &body)
 }
 
 /// `GET /admin/status`: every upstream and endpoint, with its breaker's state and counts.
