@@ -1,0 +1,154 @@
+//! The one-command demo: `demo-gateway` with no flags but free ports and a temporary data
+//! directory starts the gateway and three services of its own, and none of them outlives it,
+//! however it ends.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_demo-gateway");
+
+/// The demo running, with what its banner said.
+struct Demo {
+    child: Child,
+    gateway: String,
+    key: String,
+    /// (name, url, pid) of each service.
+    services: Vec<(String, String, u32)>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for (_, _, pid) in &self.services {
+            // Normally long gone; this is only for a test that failed half-way.
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn start_demo(data_dir: &std::path::Path) -> Demo {
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--users",
+            "http://127.0.0.1:0,http://127.0.0.1:0",
+            "--orders",
+            "http://127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut demo = Demo {
+        child,
+        gateway: String::new(),
+        key: String::new(),
+        services: Vec::new(),
+    };
+    let mut lines = stdout.lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [name, url, "pid", pid] if name.starts_with("users") || name.starts_with("orders") => {
+                demo.services
+                    .push((name.to_string(), url.to_string(), pid.parse().unwrap()));
+            }
+            ["API", "key", key] => demo.key = key.to_string(),
+            _ => {}
+        }
+        if let Some(addr) = line.strip_prefix(demo_kit::LISTENING_PREFIX) {
+            demo.gateway = format!("http://{addr}");
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    demo
+}
+
+fn alive(pid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Waits, bounded, for every service of the demo to exit.
+fn wait_for_exit(pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pids.iter().any(|pid| alive(*pid)) {
+        assert!(Instant::now() < deadline, "a service outlived the gateway");
+        std::thread::yield_now();
+    }
+}
+
+async fn get(demo: &Demo, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}{path}", demo.gateway))
+        .header("x-api-key", &demo.key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_starts_its_services_and_stops_them_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let mut demo = start_demo(data.path());
+    let names: Vec<&str> = demo
+        .services
+        .iter()
+        .map(|(name, _, _)| name.as_str())
+        .collect();
+    assert_eq!(names, ["users-1", "users-2", "orders"]);
+    assert!(
+        demo.key.starts_with("demo-"),
+        "a generated key is printed: {:?}",
+        demo.key
+    );
+
+    let user = get(&demo, "/api/users/1").await;
+    assert_eq!(user.status(), 200);
+    let aggregated: serde_json::Value = get(&demo, "/api/users/1/orders")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(aggregated["data"]["user"]["id"], 1);
+    assert!(data.path().join("users.db").exists() && data.path().join("orders.db").exists());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &demo.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = demo.child.wait().unwrap();
+    assert!(exit.success(), "the gateway stopped cleanly: {exit}");
+    let pids: Vec<u32> = demo.services.iter().map(|(_, _, pid)| *pid).collect();
+    wait_for_exit(&pids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_service_outlives_a_killed_gateway() {
+    let data = tempfile::tempdir().unwrap();
+    let mut demo = start_demo(data.path());
+    assert_eq!(get(&demo, "/api/users/1").await.status(), 200);
+    demo.child.kill().unwrap();
+    demo.child.wait().unwrap();
+    let pids: Vec<u32> = demo.services.iter().map(|(_, _, pid)| *pid).collect();
+    wait_for_exit(&pids);
+}

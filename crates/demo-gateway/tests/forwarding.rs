@@ -1,0 +1,113 @@
+//! What the gateway sends upstream: the request id and the idempotency key go along; the
+//! client's API key, its credentials and hop-by-hop headers stay at the gateway.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use clap::Parser;
+use demo_gateway::config::Cli;
+use demo_gateway::upstream::Upstream;
+use demo_gateway::{ApiKeys, GatewayState};
+use demo_kit::testing::{request, send};
+use http::HeaderMap;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+
+/// An upstream that records the headers of every request and answers a user.
+async fn recording_upstream() -> (String, Arc<Mutex<Vec<HeaderMap>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    log.lock().unwrap().push(req.headers().clone());
+                    async {
+                        let body = Full::new(Bytes::from_static(br#"{"id": 1, "name": "Ada"}"#));
+                        Ok::<_, std::convert::Infallible>(
+                            http::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(body)
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn only_safe_headers_reach_the_upstream() {
+    let (url, seen) = recording_upstream().await;
+    let config = Cli::try_parse_from([
+        "demo-gateway",
+        "--no-spawn",
+        "--users",
+        &url,
+        "--orders",
+        &url,
+        "--api-key",
+        "secret-key",
+    ])
+    .unwrap()
+    .gateway;
+    let one = std::num::NonZeroU32::new(100).unwrap();
+    let state = GatewayState::new(
+        Upstream::new("user-service", "users", &config.users, &config).unwrap(),
+        Upstream::new("order-service", "orders", &config.orders, &config).unwrap(),
+        ApiKeys::new(config.api_keys.clone(), one, one),
+    );
+    let service = demo_gateway::service::<Full<Bytes>>(state);
+
+    let mut req = request(
+        "PUT",
+        "/api/users/1",
+        r#"{"name": "Ada", "email": "ada@example.com"}"#,
+    );
+    for (name, value) in [
+        ("x-api-key", "secret-key"),
+        ("authorization", "Bearer secret-key"),
+        ("cookie", "session=1"),
+        ("x-request-id", "trace-me-7"),
+        ("idempotency-key", "k-9"),
+        ("te", "trailers"),
+        ("upgrade", "websocket"),
+        ("proxy-authorization", "Basic eA=="),
+        ("x-forwarded-for", "6.6.6.6"),
+    ] {
+        req.headers_mut()
+            .insert(http::HeaderName::from_static(name), value.parse().unwrap());
+    }
+    let answer = send(&service, req).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    assert_eq!(answer.json()["data"]["name"], "Ada");
+
+    let seen = seen.lock().unwrap();
+    let headers = &seen[0];
+    assert_eq!(headers["x-request-id"], "trace-me-7");
+    assert_eq!(headers["idempotency-key"], "k-9");
+    assert_eq!(headers["content-type"], "application/json");
+    for name in [
+        "x-api-key",
+        "authorization",
+        "cookie",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "x-forwarded-for",
+    ] {
+        assert!(!headers.contains_key(name), "{name} was forwarded");
+    }
+}
