@@ -10,8 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// How long a child may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,7 +61,8 @@ impl ChildSpec {
     }
 }
 
-/// A started child.
+/// A started child, watched: it is reaped as soon as it exits, and an exit nobody asked for is
+/// logged with the command that restarts it.
 #[derive(Debug)]
 pub struct Running {
     /// What was started.
@@ -65,7 +71,11 @@ pub struct Running {
     pub pid: u32,
     /// Where it listens (the real port, if the spec asked for port 0).
     pub addr: SocketAddr,
-    child: Child,
+    /// The child's stdin; dropping it is the stop signal.
+    stdin: Option<ChildStdin>,
+    stopping: Arc<AtomicBool>,
+    kill: Option<oneshot::Sender<()>>,
+    exited: JoinHandle<()>,
 }
 
 /// Starts `spec` and waits until it says where it listens.
@@ -105,41 +115,86 @@ pub async fn start(program: &Path, spec: ChildSpec) -> std::io::Result<Running> 
     })??;
     // Keep reading so the child never blocks on a full stdout pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let stdin = child.stdin.take();
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (kill, killed) = oneshot::channel();
+    let exited = tokio::spawn(watch(child, spec.clone(), pid, stopping.clone(), killed));
     Ok(Running {
         spec,
         pid,
         addr: announced,
-        child,
+        stdin,
+        stopping,
+        kill: Some(kill),
+        exited,
     })
 }
 
+/// Waits for the child to exit (or for the order to kill it) and says what happened.
+async fn watch(
+    mut child: Child,
+    spec: ChildSpec,
+    pid: u32,
+    stopping: Arc<AtomicBool>,
+    killed: oneshot::Receiver<()>,
+) {
+    let name = &spec.name;
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = killed => {
+            tracing::warn!(child = %name, pid, "did not stop in time; killing it");
+            let _ = child.kill().await;
+            child.wait().await
+        }
+    };
+    match status {
+        Ok(status) if stopping.load(Ordering::SeqCst) => {
+            tracing::info!(child = %name, pid, %status, "stopped")
+        }
+        Ok(status) => {
+            let program = std::env::current_exe().unwrap_or_else(|_| "demo-gateway".into());
+            tracing::warn!(child = %name, pid, %status, "exited; restart it with: {}", spec.command_line(&program));
+        }
+        Err(error) => tracing::warn!(child = %name, pid, %error, "could not wait for the child"),
+    }
+}
+
 impl Running {
-    /// Asks the child to stop (SIGTERM), waits for it to drain, and kills it if it does not.
+    /// Asks the child to stop (its stdin closes), waits for it to drain, and kills it if it
+    /// does not.
     pub async fn stop(mut self) {
-        let name = self.spec.name.clone();
-        // Closing stdin is the stop signal every child obeys; it also works where SIGTERM
-        // cannot be sent.
-        drop(self.child.stdin.take());
-        match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
-            Ok(Ok(status)) => tracing::info!(child = %name, %status, "stopped"),
-            Ok(Err(error)) => tracing::warn!(child = %name, %error, "could not wait for the child"),
-            Err(_) => {
-                tracing::warn!(child = %name, "did not stop in time; killing it");
-                let _ = self.child.kill().await;
+        self.stopping.store(true, Ordering::SeqCst);
+        drop(self.stdin.take());
+        if tokio::time::timeout(STOP_TIMEOUT, &mut self.exited)
+            .await
+            .is_err()
+        {
+            if let Some(kill) = self.kill.take() {
+                let _ = kill.send(());
             }
+            let _ = self.exited.await;
         }
     }
 }
 
 /// Completes when this process's stdin closes: the parent that started it is gone.
+///
+/// The read runs on a detached OS thread, not tokio's `stdin()`: that one reads on the blocking
+/// pool, and runtime shutdown waits for a read that cannot be cancelled, so a child stopped by
+/// SIGTERM would hang for as long as the gateway keeps the pipe open.
 pub async fn parent_gone() {
-    let mut stdin = BufReader::new(tokio::io::stdin());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match stdin.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+    let (closed, on_close) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        while let Ok(read) = std::io::Read::read(&mut stdin, &mut buffer) {
+            if read == 0 {
+                break;
+            }
         }
-    }
+        let _ = closed.send(());
+    });
+    // An error means the thread is gone without a word, which also means stdin is unusable.
+    let _ = on_close.await;
 }

@@ -87,11 +87,14 @@ fn alive(pid: u32) -> bool {
         .success()
 }
 
-/// Waits, bounded, for every service of the demo to exit.
+/// Waits, bounded, for every one of `pids` to exit.
 fn wait_for_exit(pids: &[u32]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while pids.iter().any(|pid| alive(*pid)) {
-        assert!(Instant::now() < deadline, "a service outlived the gateway");
+        assert!(
+            Instant::now() < deadline,
+            "a process did not exit: {pids:?}"
+        );
         std::thread::yield_now();
     }
 }
@@ -130,6 +133,19 @@ async fn the_demo_starts_its_services_and_stops_them_on_sigterm() {
         .unwrap();
     assert_eq!(aggregated["data"]["user"]["id"], 1);
     assert!(data.path().join("users.db").exists() && data.path().join("orders.db").exists());
+
+    // `kill <pid of users-2>`, as the banner suggests: it stops while the gateway runs on, and
+    // clients still get answers.
+    let users_2 = demo.services[1].2;
+    let status = Command::new("kill")
+        .args(["-TERM", &users_2.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for_exit(&[users_2]);
+    for _ in 0..10 {
+        assert_eq!(get(&demo, "/api/users/1").await.status(), 200);
+    }
 
     let status = Command::new("kill")
         .args(["-TERM", &demo.child.id().to_string()])
