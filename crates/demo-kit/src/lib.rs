@@ -39,12 +39,14 @@
 //! # }
 //! ```
 
+mod dispatch;
 mod error;
 mod extract;
 pub mod faults;
 #[cfg(feature = "sqlite")]
 pub mod idempotency;
 pub mod input;
+mod json_errors;
 mod request_id;
 pub mod response;
 mod serve;
@@ -56,15 +58,14 @@ mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use dispatch::RustApiService;
 pub use error::{AppError, ErrorCode};
 pub use extract::{PeerAddr, RawQuery};
 pub use serve::{
     DEFAULT_DRAIN_TIMEOUT, LISTENING_PREFIX, announce_listening, serve, serve_with_drain_timeout,
 };
 pub use shutdown::shutdown_signal;
-pub use stack::{
-    BoxError, DEFAULT_BODY_LIMIT, HttpResponse, HttpService, ResponseBody, RustApiService, Stack,
-};
+pub use stack::{BoxError, DEFAULT_BODY_LIMIT, HttpResponse, HttpService, ResponseBody, Stack};
 pub use telemetry::init_tracing;
 
 /// The header every response carries to say which replica served it.

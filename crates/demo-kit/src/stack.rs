@@ -8,7 +8,7 @@
 //! | `x-served-by` | every answer, errors included, says which replica made it |
 //! | `SetRequestId` / `PropagateRequestId` (tower-http) | keep the caller's `x-request-id` or make one, and echo it; rustapi-rs's `RequestIdLayer` always makes a new one |
 //! | `Trace` (tower-http) | one span per request carrying the request id; 5xx logged as failures |
-//! | JSON errors | rewrites error answers not made by [`AppError`] (rustapi-rs's 404/405 and extractor errors, tower-http's plain-text 413) into the one JSON shape |
+//! | JSON errors | rewrites error answers not made by [`AppError`](crate::AppError) (rustapi-rs's 404/405 and extractor errors, tower-http's plain-text 413) into the one JSON shape |
 //! | `RequestBodyLimit` (tower-http) | rejects an over-long `Content-Length` before reading; caps a chunked body as it streams |
 //! | faults | optional injected latency and 500s, for demos and tests ([`faults`](crate::faults)) |
 //! | [`RustApiService`] | reads the body (capped), then `request_dispatcher().dispatch()` |
@@ -16,22 +16,23 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, header};
+use http::{HeaderName, HeaderValue};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
-use rustapi_core::{BodyVariant, PathParams, RequestDispatcher, RustApi};
+use rustapi_core::RustApi;
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder};
+
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::error::{AppError, ErrorCode, JsonErrorBody};
+use crate::dispatch::RustApiService;
 use crate::faults::{FaultLayer, Faults};
+use crate::json_errors::JsonErrorsLayer;
 use crate::request_id::CounterRequestId;
 use crate::{REQUEST_ID, SERVED_BY};
 
@@ -54,9 +55,9 @@ pub type HttpService<B = Incoming> = BoxCloneService<http::Request<B>, HttpRespo
 /// The default request body limit: 64 KiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-fn boxed<B>(res: http::Response<B>) -> HttpResponse
+pub(crate) fn boxed<B>(res: http::Response<B>) -> HttpResponse
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -182,229 +183,4 @@ impl Stack {
             .service(inner);
         BoxCloneService::new(service)
     }
-}
-
-/// The innermost service: reads the request body (at most `body_limit` bytes, 413 beyond) and
-/// hands the request to the app's `request_dispatcher()`. `HEAD` is dispatched as `GET`, since
-/// rustapi-rs routes have no `HEAD`; hyper leaves the body out of a `HEAD` answer.
-///
-/// rustapi-rs's `Request` holds either hyper's `Incoming` or buffered bytes; buffering here lets
-/// the same service take any body type (in-process tests, bodies wrapped by tower-http layers)
-/// and bounds the body no matter how it arrives. rustapi-rs's own body limit is applied only by
-/// its `run()`, not by the dispatcher.
-#[derive(Clone)]
-pub struct RustApiService {
-    dispatcher: RequestDispatcher,
-    body_limit: usize,
-}
-
-impl std::fmt::Debug for RustApiService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RustApiService")
-            .field("body_limit", &self.body_limit)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RustApiService {
-    /// Serves `app`'s routes, state and rustapi middleware, reading at most `body_limit` bytes
-    /// of each request body.
-    pub fn new(app: &RustApi, body_limit: usize) -> Self {
-        Self {
-            dispatcher: app.request_dispatcher(),
-            body_limit,
-        }
-    }
-}
-
-/// Whether a body error (anywhere in its source chain) is a length-limit error.
-fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(err) = current {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        current = err.source();
-    }
-    false
-}
-
-impl<B> Service<http::Request<B>> for RustApiService
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let dispatcher = self.dispatcher.clone();
-        let limit = self.body_limit;
-        Box::pin(async move {
-            let (mut parts, body) = req.into_parts();
-            // rustapi-rs has no HEAD routes; answer HEAD like GET (hyper drops the body).
-            if parts.method == Method::HEAD {
-                parts.method = Method::GET;
-            }
-            let bytes = match Limited::new(body, limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(err) if is_length_limit(&*err) => {
-                    return Ok(AppError::payload_too_large(limit).into_http_response());
-                }
-                Err(err) => {
-                    // The client went away or sent a broken chunked encoding.
-                    tracing::debug!(%err, "cannot read request body");
-                    return Ok(
-                        AppError::bad_request("cannot read request body").into_http_response()
-                    );
-                }
-            };
-            let request = rustapi_core::Request::new(
-                parts,
-                BodyVariant::Buffered(bytes),
-                dispatcher.state_ref(),
-                PathParams::new(),
-            );
-            Ok(boxed(dispatcher.dispatch(request).await))
-        })
-    }
-}
-
-/// Rewrites error responses that were not made by [`AppError`] into the JSON error shape.
-#[derive(Debug, Clone, Copy)]
-struct JsonErrorsLayer {
-    body_limit: usize,
-}
-
-impl<S> tower::Layer<S> for JsonErrorsLayer {
-    type Service = JsonErrors<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        JsonErrors {
-            inner,
-            body_limit: self.body_limit,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct JsonErrors<S> {
-    inner: S,
-    body_limit: usize,
-}
-
-impl<S, B, ResBody> Service<http::Request<B>> for JsonErrors<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<ResBody>, Error = Infallible>,
-    S::Future: Send + 'static,
-    ResBody: Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let body_limit = self.body_limit;
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await?;
-            let status = res.status();
-            if !(status.is_client_error() || status.is_server_error())
-                || res.extensions().get::<JsonErrorBody>().is_some()
-            {
-                return Ok(boxed(res));
-            }
-            Ok(normalize(res, &method, &path, body_limit).await)
-        })
-    }
-}
-
-/// Turns a foreign error answer into an [`AppError`] answer with the same status, keeping its
-/// other headers (`Allow`, `Retry-After`, ...). A body that already has the JSON error shape
-/// (say, an upstream's 404 passed through by the gateway) is kept as it is.
-async fn normalize<B>(
-    res: http::Response<B>,
-    method: &Method,
-    path: &str,
-    limit: usize,
-) -> HttpResponse
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let (mut parts, body) = res.into_parts();
-    let status = parts.status;
-    let bytes = Limited::new(body, 64 * 1024)
-        .collect()
-        .await
-        .ok()
-        .map(http_body_util::Collected::to_bytes);
-    let original = bytes
-        .as_ref()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
-    // Already in our shape (e.g. an upstream's answer passed through by a proxy): keep it.
-    if let (Some(bytes), Some(value)) = (&bytes, &original) {
-        if value["error"]["code"].is_string() && value["error"]["message"].is_string() {
-            return http::Response::from_parts(
-                parts,
-                http_body_util::Full::new(bytes.clone())
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            );
-        }
-    }
-    // rustapi-rs answers `{"error": {"type": ..., "message": ...}}`; keep its message for 4xx.
-    let original_message = original
-        .as_ref()
-        .and_then(|v| v["error"]["message"].as_str())
-        .map(str::to_owned);
-    let code = ErrorCode::from_status(status);
-    let message = match code {
-        ErrorCode::NotFound => format!("no route for {method} {path}"),
-        ErrorCode::MethodNotAllowed => {
-            let allowed = parts
-                .headers
-                .get(header::ALLOW)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            format!("method {method} is not allowed on {path} (allowed: {allowed})")
-        }
-        ErrorCode::PayloadTooLarge => format!("request body is larger than {limit} bytes"),
-        _ if status.is_server_error() => {
-            tracing::error!(%status, body = ?original, "error answer from inside the app");
-            "internal server error".to_owned()
-        }
-        _ => original_message.unwrap_or_else(|| {
-            status
-                .canonical_reason()
-                .unwrap_or("request failed")
-                .to_lowercase()
-        }),
-    };
-    let mut new = AppError::new(code, message).into_http_response();
-    *new.status_mut() = status;
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::CONTENT_TYPE);
-    let mut last: Option<HeaderName> = None;
-    for (name, value) in parts.headers.drain() {
-        if let Some(name) = name {
-            last = Some(name);
-        }
-        if let Some(name) = &last {
-            new.headers_mut().append(name.clone(), value);
-        }
-    }
-    new
 }

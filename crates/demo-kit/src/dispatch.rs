@@ -1,0 +1,105 @@
+//! The innermost service: a rustapi-rs app's `request_dispatcher()` as a tower service.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::Method;
+use http_body::Body;
+use http_body_util::{BodyExt, Limited};
+use rustapi_core::{BodyVariant, PathParams, RequestDispatcher, RustApi};
+use tower::Service;
+
+use crate::error::AppError;
+use crate::stack::{BoxError, BoxFuture, HttpResponse, boxed};
+
+/// The innermost service: reads the request body (at most `body_limit` bytes, 413 beyond) and
+/// hands the request to the app's `request_dispatcher()`. `HEAD` is dispatched as `GET`, since
+/// rustapi-rs routes have no `HEAD`; hyper leaves the body out of a `HEAD` answer.
+///
+/// rustapi-rs's `Request` holds either hyper's `Incoming` or buffered bytes; buffering here lets
+/// the same service take any body type (in-process tests, bodies wrapped by tower-http layers)
+/// and bounds the body no matter how it arrives. rustapi-rs's own body limit is applied only by
+/// its `run()`, not by the dispatcher.
+#[derive(Clone)]
+pub struct RustApiService {
+    dispatcher: RequestDispatcher,
+    body_limit: usize,
+}
+
+impl std::fmt::Debug for RustApiService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RustApiService")
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RustApiService {
+    /// Serves `app`'s routes, state and rustapi middleware, reading at most `body_limit` bytes
+    /// of each request body.
+    pub fn new(app: &RustApi, body_limit: usize) -> Self {
+        Self {
+            dispatcher: app.request_dispatcher(),
+            body_limit,
+        }
+    }
+}
+
+/// Whether a body error (anywhere in its source chain) is a length-limit error.
+fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(err) = current {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
+impl<B> Service<http::Request<B>> for RustApiService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<HttpResponse, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let dispatcher = self.dispatcher.clone();
+        let limit = self.body_limit;
+        Box::pin(async move {
+            let (mut parts, body) = req.into_parts();
+            // rustapi-rs has no HEAD routes; answer HEAD like GET (hyper drops the body).
+            if parts.method == Method::HEAD {
+                parts.method = Method::GET;
+            }
+            let bytes = match Limited::new(body, limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(err) if is_length_limit(&*err) => {
+                    return Ok(AppError::payload_too_large(limit).into_http_response());
+                }
+                Err(err) => {
+                    // The client went away or sent a broken chunked encoding.
+                    tracing::debug!(%err, "cannot read request body");
+                    return Ok(
+                        AppError::bad_request("cannot read request body").into_http_response()
+                    );
+                }
+            };
+            let request = rustapi_core::Request::new(
+                parts,
+                BodyVariant::Buffered(bytes),
+                dispatcher.state_ref(),
+                PathParams::new(),
+            );
+            Ok(boxed(dispatcher.dispatch(request).await))
+        })
+    }
+}
