@@ -216,73 +216,16 @@ fn banner(addr: SocketAddr, children: &[Running], key: Option<&str>) -> String {
 
 /// Runs one of the services, as the launcher's child (or by hand, to restart a replica).
 pub async fn run_service(command: ServiceCommand) -> ExitCode {
-    let served = match command {
+    match command {
         ServiceCommand::Users {
             config,
             exit_with_parent,
-        } => {
-            let listen = config.listen;
-            match demo_users::AppState::open(&config).await {
-                Ok(state) => {
-                    serve_on(listen, stop_signal(exit_with_parent), |listener, stop| {
-                        demo_users::run(listener, state, stop)
-                    })
-                    .await
-                }
-                Err(error) => Err(format!(
-                    "cannot open the users database {}: {error}",
-                    config.db.display()
-                )),
-            }
-        }
+        } => demo_users::main_with(config, stop_signal(exit_with_parent)).await,
         ServiceCommand::Orders {
             config,
             exit_with_parent,
-        } => {
-            let listen = config.listen;
-            match demo_orders::AppState::open(&config).await {
-                Ok(state) => {
-                    serve_on(listen, stop_signal(exit_with_parent), |listener, stop| {
-                        demo_orders::run(listener, state, stop)
-                    })
-                    .await
-                }
-                Err(error) => Err(format!(
-                    "cannot open the orders database {}: {error}",
-                    config.db.display()
-                )),
-            }
-        }
-    };
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            ExitCode::FAILURE
-        }
+        } => demo_orders::main_with(config, stop_signal(exit_with_parent)).await,
     }
-}
-
-async fn serve_on<F, Fut>(
-    listen: SocketAddr,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-    run: F,
-) -> Result<(), String>
-where
-    F: FnOnce(
-        tokio::net::TcpListener,
-        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    ) -> Fut,
-    Fut: std::future::Future<Output = std::io::Result<()>>,
-{
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
-    let addr = listener.local_addr().unwrap_or(listen);
-    demo_kit::announce_listening(addr);
-    run(listener, Box::pin(stop))
-        .await
-        .map_err(|error| format!("serving failed: {error}"))
 }
 
 /// SIGTERM or Ctrl-C, or, for the launcher's children, the gateway going away.

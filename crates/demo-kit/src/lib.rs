@@ -50,6 +50,7 @@ mod json_errors;
 mod request_id;
 pub mod response;
 mod serve;
+mod service_main;
 mod shutdown;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
@@ -64,6 +65,7 @@ pub use extract::{PeerAddr, RawQuery};
 pub use serve::{
     DEFAULT_DRAIN_TIMEOUT, LISTENING_PREFIX, announce_listening, serve, serve_with_drain_timeout,
 };
+pub use service_main::run_service;
 pub use shutdown::shutdown_signal;
 pub use stack::{BoxError, DEFAULT_BODY_LIMIT, HttpResponse, HttpService, ResponseBody, Stack};
 pub use telemetry::init_tracing;

@@ -6,6 +6,7 @@ use demo_kit::{HttpService, Stack, faults, serve};
 use rustapi_rs::{RustApi, get};
 use tokio::net::TcpListener;
 
+use crate::config::Config;
 use crate::handlers;
 use crate::state::AppState;
 
@@ -58,4 +59,25 @@ pub async fn run(
     state.close().await;
     tracing::info!("database closed");
     served
+}
+
+/// The users service's `main` after parsing `config`: opens the database, binds, announces the
+/// address and serves until `shutdown`, then drains and closes the database. Used by the
+/// `demo-users` binary and by the gateway's demo launcher.
+pub async fn main_with(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::process::ExitCode {
+    let name = format!(
+        "users service {} (database {})",
+        config.replica,
+        config.db.display()
+    );
+    demo_kit::run_service(
+        &name,
+        config.listen,
+        AppState::open(&config),
+        |listener, state| run(listener, state, shutdown),
+    )
+    .await
 }
