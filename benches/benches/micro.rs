@@ -1,0 +1,252 @@
+//! Per-call overhead of each layer of the resilience crate, against a bare service and against
+//! tower's own middleware, on the closed (happy) path.
+//!
+//! Run with `cargo bench -p resilience-benches --bench micro`.
+//!
+//! Every case calls a trivial service through the layer under test: `poll_ready`, `call`, and
+//! polling the response future to completion with a no-op waker. Two inner services: one whose
+//! answer is ready at once, and one whose future is pending once before it answers, so that
+//! timers are really armed and wakers really cloned (a layer must not look fast only because
+//! nothing ever waited). The cases that can be shared run on 1 and 2 threads; with 2 threads each
+//! thread calls its own clone of one stack (as a server does, one clone per request), so shared
+//! state (breaker counters, the balancer's turn) is contended for real. Allocations per call are
+//! counted by divan's `AllocProfiler`.
+//!
+//! Why divan rather than criterion: it runs the same case on several threads and counts
+//! allocations per iteration, both of which these benchmarks need and criterion does not do.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::LazyLock;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use divan::Bencher;
+use resilience::{
+    AlwaysAdmit, BoxError, CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer, RetryPolicy,
+    RoundRobin, TimeoutLayer,
+};
+use tower::retry::RetryLayer;
+use tower::{Layer, Service, ServiceBuilder};
+
+#[global_allocator]
+static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();
+
+/// Gives the timeouts a timer to register with. It is never driven: every future here completes
+/// before any timer could fire, as on the happy path.
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a tokio runtime for the timers")
+});
+
+fn main() {
+    divan::main();
+}
+
+/// How the inner service answers.
+#[derive(Clone, Copy, Debug)]
+enum Inner {
+    Ready,
+    PendingOnce,
+}
+
+impl fmt::Display for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ready => "ready",
+            Self::PendingOnce => "pending_once",
+        })
+    }
+}
+
+const INNERS: [Inner; 2] = [Inner::Ready, Inner::PendingOnce];
+
+/// The trivial service every case wraps: echoes its request.
+#[derive(Clone, Copy)]
+struct Echo(Inner);
+
+struct EchoFuture {
+    value: u64,
+    pending: bool,
+}
+
+impl Future for EchoFuture {
+    type Output = Result<u64, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.pending {
+            self.pending = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(self.value))
+    }
+}
+
+impl Service<u64> for Echo {
+    type Response = u64;
+    type Error = Infallible;
+    type Future = EchoFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, value: u64) -> EchoFuture {
+        EchoFuture {
+            value,
+            pending: matches!(self.0, Inner::PendingOnce),
+        }
+    }
+}
+
+/// One call, driven to completion on this thread.
+fn call<S>(service: &mut S, request: u64) -> u64
+where
+    S: Service<u64, Response = u64>,
+    S::Error: fmt::Debug,
+{
+    let _timers = RUNTIME.enter();
+    let mut cx = Context::from_waker(Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("the service was not ready: {other:?}"),
+    }
+    let mut response = pin!(service.call(request));
+    loop {
+        if let Poll::Ready(result) = response.as_mut().poll(&mut cx) {
+            return result.expect("the happy path does not fail");
+        }
+    }
+}
+
+/// Calls a clone of `service` per iteration, on each of the bench's threads.
+fn bench_shared<S>(bencher: Bencher, service: S)
+where
+    S: Service<u64, Response = u64> + Clone + Send + Sync,
+    S::Error: fmt::Debug,
+{
+    bencher
+        .with_inputs(|| service.clone())
+        .bench_refs(|service| call(service, divan::black_box(7)));
+}
+
+fn boxed(never: Infallible) -> BoxError {
+    match never {}
+}
+
+type Boxed = tower::util::MapErr<Echo, fn(Infallible) -> BoxError>;
+
+fn boxed_echo(inner: Inner) -> Boxed {
+    tower::util::MapErr::new(Echo(inner), boxed as fn(Infallible) -> BoxError)
+}
+
+#[divan::bench(args = INNERS, threads = [1, 2])]
+fn bare(bencher: Bencher, inner: Inner) {
+    bench_shared(bencher, Echo(inner));
+}
+
+#[divan::bench(args = INNERS, threads = [1, 2])]
+fn circuit_breaker(bencher: Bencher, inner: Inner) {
+    bench_shared(
+        bencher,
+        CircuitBreakerLayer::new(CircuitBreakerConfig::default()).layer(Echo(inner)),
+    );
+}
+
+#[divan::bench(args = INNERS, threads = [1, 2], consts = [2, 16])]
+fn round_robin<const ENDPOINTS: usize>(bencher: Bencher, inner: Inner) {
+    bench_shared(
+        bencher,
+        RoundRobin::new((0..ENDPOINTS).map(|key| (key, AlwaysAdmit(Echo(inner))))),
+    );
+}
+
+#[divan::bench(args = INNERS, threads = [1, 2])]
+fn retry_policy(bencher: Bencher, inner: Inner) {
+    let policy = RetryPolicy::builder()
+        .build()
+        .expect("the default policy is valid");
+    bench_shared(bencher, RetryLayer::new(policy).layer(boxed_echo(inner)));
+}
+
+#[divan::bench(args = INNERS, threads = [1, 2])]
+fn timeout(bencher: Bencher, inner: Inner) {
+    bench_shared(
+        bencher,
+        TimeoutLayer::new(Duration::from_secs(1)).layer(Echo(inner)),
+    );
+}
+
+/// deadline → retry → round robin (2 endpoints) → breaker → attempt timeout, as in the gateway.
+#[divan::bench(args = INNERS, threads = [1, 2])]
+fn full_stack(bencher: Bencher, inner: Inner) {
+    let breaker = CircuitBreakerConfig::default();
+    let endpoints = [0, 1].map(|key| {
+        let endpoint = ServiceBuilder::new()
+            .layer(CircuitBreakerLayer::new(breaker.clone()))
+            .layer(TimeoutLayer::new(Duration::from_secs(1)))
+            .service(Echo(inner));
+        (key, endpoint)
+    });
+    let policy = RetryPolicy::builder()
+        .deadline(Duration::from_secs(3))
+        .build()
+        .expect("a valid policy");
+    let stack = ServiceBuilder::new()
+        .layer(DeadlineLayer::new(Duration::from_secs(3)))
+        .layer(RetryLayer::new(policy))
+        .service(RoundRobin::new(endpoints));
+    bench_shared(bencher, stack);
+}
+
+mod tower_middleware {
+    //! Tower's own middleware, for comparison in the same run.
+
+    use super::*;
+
+    /// A policy that never needs to retry (the happy path), as cheap as a policy can be.
+    #[derive(Clone, Copy)]
+    struct NeverRetry;
+
+    impl<Res, E> tower::retry::Policy<u64, Res, E> for NeverRetry {
+        type Future = std::future::Ready<()>;
+
+        fn retry(&mut self, _: &mut u64, _: &mut Result<Res, E>) -> Option<Self::Future> {
+            None
+        }
+
+        fn clone_request(&mut self, request: &u64) -> Option<u64> {
+            Some(*request)
+        }
+    }
+
+    #[divan::bench(args = INNERS, threads = [1, 2])]
+    fn timeout(bencher: Bencher, inner: Inner) {
+        bench_shared(
+            bencher,
+            tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(Echo(inner)),
+        );
+    }
+
+    #[divan::bench(args = INNERS, threads = [1, 2])]
+    fn retry(bencher: Bencher, inner: Inner) {
+        bench_shared(bencher, RetryLayer::new(NeverRetry).layer(Echo(inner)));
+    }
+
+    /// Power of two choices over 2 endpoints. Not `Clone` (it owns its discovery stream), so
+    /// only on one thread, as tower would have it behind a `Buffer` otherwise.
+    #[divan::bench(args = INNERS)]
+    fn balance_p2c(bencher: Bencher, inner: Inner) {
+        let endpoints = (0..2)
+            .map(|_| tower::load::Constant::new(Echo(inner), 0u32))
+            .collect::<Vec<_>>();
+        let mut balancer =
+            tower::balance::p2c::Balance::new(tower::discover::ServiceList::new(endpoints));
+        bencher.bench_local(|| call(&mut balancer, divan::black_box(7)));
+    }
+}
