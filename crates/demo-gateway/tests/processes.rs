@@ -306,11 +306,6 @@ async fn killing_a_users_replica_under_load_fails_no_request_and_it_comes_back()
         while_down.iter().all(|seen| seen.status == 200),
         "a client saw a failure: {while_down:?}"
     );
-    let late: Vec<_> = traffic.since(killed_at + 20);
-    assert!(
-        late.iter().all(|seen| seen.served_by == "users-1"),
-        "once open, users-2 gets nothing"
-    );
 
     // Restart it on the same port: after the open duration a probe closes the breaker.
     cluster.users[1] = Some(users_process(&cluster.dir, "users-2", &users_2, &[]));
