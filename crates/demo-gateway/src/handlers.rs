@@ -60,158 +60,109 @@ fn shape(upstream: &Upstream, reply: Reply) -> Result<(Response, Option<HeaderVa
     Ok((response, served_by))
 }
 
-/// `GET /api/users?limit=&offset=`.
-pub(crate) async fn list_users(
-    State(state): State<GatewayState>,
-    query: RawQuery,
-    Headers(headers): Headers,
-) -> Result<Response> {
-    let page = Page::from_query(&query)?;
-    let path = format!("/users?limit={}&offset={}", page.limit, page.offset);
-    relay(state.users(), Method::GET, &path, &headers, None).await
+/// A collection the gateway proxies: where it lives upstream and which service holds it.
+pub(crate) trait Resource: Send + Sync + 'static {
+    /// Its path on the upstream, e.g. `/users`.
+    const PATH: &'static str;
+    /// Integer query parameters passed on besides `limit` and `offset`.
+    const FILTERS: &'static [&'static str];
+    /// The service that holds it.
+    fn upstream(state: &GatewayState) -> &Upstream;
 }
 
-/// `POST /api/users`.
-pub(crate) async fn create_user(
-    State(state): State<GatewayState>,
-    Headers(headers): Headers,
-    Body(body): Body,
-) -> Result<Response> {
-    relay(state.users(), Method::POST, "/users", &headers, Some(body)).await
-}
+/// `/api/users` → the users service's `/users`.
+pub(crate) struct Users;
 
-/// `GET /api/users/{id}`.
-pub(crate) async fn show_user(
-    State(state): State<GatewayState>,
-    Path(id): Path<String>,
-    Headers(headers): Headers,
-) -> Result<Response> {
-    let id = parse_id(&id)?;
-    relay(
-        state.users(),
-        Method::GET,
-        &format!("/users/{id}"),
-        &headers,
-        None,
-    )
-    .await
-}
+/// `/api/orders` → the order service's `/orders`, which can be filtered by `user_id`.
+pub(crate) struct Orders;
 
-/// `PUT /api/users/{id}`.
-pub(crate) async fn update_user(
-    State(state): State<GatewayState>,
-    Path(id): Path<String>,
-    Headers(headers): Headers,
-    Body(body): Body,
-) -> Result<Response> {
-    let id = parse_id(&id)?;
-    relay(
-        state.users(),
-        Method::PUT,
-        &format!("/users/{id}"),
-        &headers,
-        Some(body),
-    )
-    .await
-}
+impl Resource for Users {
+    const PATH: &'static str = "/users";
+    const FILTERS: &'static [&'static str] = &[];
 
-/// `DELETE /api/users/{id}`.
-pub(crate) async fn delete_user(
-    State(state): State<GatewayState>,
-    Path(id): Path<String>,
-    Headers(headers): Headers,
-) -> Result<Response> {
-    let id = parse_id(&id)?;
-    relay(
-        state.users(),
-        Method::DELETE,
-        &format!("/users/{id}"),
-        &headers,
-        None,
-    )
-    .await
-}
-
-/// `GET /api/orders?limit=&offset=&user_id=`.
-pub(crate) async fn list_orders(
-    State(state): State<GatewayState>,
-    query: RawQuery,
-    Headers(headers): Headers,
-) -> Result<Response> {
-    let page = Page::from_query(&query)?;
-    let mut path = format!("/orders?limit={}&offset={}", page.limit, page.offset);
-    if let Some(user_id) = query_int(&query, "user_id", 1, i64::MAX)? {
-        path.push_str(&format!("&user_id={user_id}"));
+    fn upstream(state: &GatewayState) -> &Upstream {
+        state.users()
     }
-    relay(state.orders(), Method::GET, &path, &headers, None).await
 }
 
-/// `POST /api/orders`.
-pub(crate) async fn create_order(
+impl Resource for Orders {
+    const PATH: &'static str = "/orders";
+    const FILTERS: &'static [&'static str] = &["user_id"];
+
+    fn upstream(state: &GatewayState) -> &Upstream {
+        state.orders()
+    }
+}
+
+/// `GET /api/{resource}?limit=&offset=` (and the resource's filters): every parameter is
+/// checked here and rebuilt, so nothing but validated numbers reaches the service.
+pub(crate) async fn list<R: Resource>(
+    State(state): State<GatewayState>,
+    query: RawQuery,
+    Headers(headers): Headers,
+) -> Result<Response> {
+    let page = Page::from_query(&query)?;
+    let mut path = format!("{}?limit={}&offset={}", R::PATH, page.limit, page.offset);
+    for filter in R::FILTERS {
+        if let Some(value) = query_int(&query, filter, 1, i64::MAX)? {
+            path.push_str(&format!("&{filter}={value}"));
+        }
+    }
+    relay(R::upstream(&state), Method::GET, &path, &headers, None).await
+}
+
+/// `POST /api/{resource}`.
+pub(crate) async fn create<R: Resource>(
     State(state): State<GatewayState>,
     Headers(headers): Headers,
     Body(body): Body,
 ) -> Result<Response> {
     relay(
-        state.orders(),
+        R::upstream(&state),
         Method::POST,
-        "/orders",
+        R::PATH,
         &headers,
         Some(body),
     )
     .await
 }
 
-/// `GET /api/orders/{id}`.
-pub(crate) async fn show_order(
+/// `GET /api/{resource}/{id}`.
+pub(crate) async fn show<R: Resource>(
     State(state): State<GatewayState>,
     Path(id): Path<String>,
     Headers(headers): Headers,
 ) -> Result<Response> {
-    let id = parse_id(&id)?;
-    relay(
-        state.orders(),
-        Method::GET,
-        &format!("/orders/{id}"),
-        &headers,
-        None,
-    )
-    .await
+    let path = format!("{}/{}", R::PATH, parse_id(&id)?);
+    relay(R::upstream(&state), Method::GET, &path, &headers, None).await
 }
 
-/// `PUT /api/orders/{id}`.
-pub(crate) async fn update_order(
+/// `PUT /api/{resource}/{id}`.
+pub(crate) async fn update<R: Resource>(
     State(state): State<GatewayState>,
     Path(id): Path<String>,
     Headers(headers): Headers,
     Body(body): Body,
 ) -> Result<Response> {
-    let id = parse_id(&id)?;
+    let path = format!("{}/{}", R::PATH, parse_id(&id)?);
     relay(
-        state.orders(),
+        R::upstream(&state),
         Method::PUT,
-        &format!("/orders/{id}"),
+        &path,
         &headers,
         Some(body),
     )
     .await
 }
 
-/// `DELETE /api/orders/{id}`.
-pub(crate) async fn delete_order(
+/// `DELETE /api/{resource}/{id}`.
+pub(crate) async fn delete<R: Resource>(
     State(state): State<GatewayState>,
     Path(id): Path<String>,
     Headers(headers): Headers,
 ) -> Result<Response> {
-    let id = parse_id(&id)?;
-    relay(
-        state.orders(),
-        Method::DELETE,
-        &format!("/orders/{id}"),
-        &headers,
-        None,
-    )
-    .await
+    let path = format!("{}/{}", R::PATH, parse_id(&id)?);
+    relay(R::upstream(&state), Method::DELETE, &path, &headers, None).await
 }
 
 /// The most orders the aggregation shows for one user.

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tower::Layer;
 
 use crate::edge::EdgeLayer;
-use crate::handlers;
+use crate::handlers::{self, Orders, Users};
 use crate::state::GatewayState;
 
 /// Every route, with `state` attached; registered explicitly, never with `RustApi::auto()`
@@ -22,24 +22,24 @@ pub fn app(state: GatewayState) -> RustApi {
         .route("/admin/status", get(handlers::admin_status))
         .route(
             "/api/users",
-            get(handlers::list_users).post(handlers::create_user),
+            get(handlers::list::<Users>).post(handlers::create::<Users>),
         )
         .route(
             "/api/users/{id}",
-            get(handlers::show_user)
-                .put(handlers::update_user)
-                .delete(handlers::delete_user),
+            get(handlers::show::<Users>)
+                .put(handlers::update::<Users>)
+                .delete(handlers::delete::<Users>),
         )
         .route("/api/users/{id}/orders", get(handlers::user_with_orders))
         .route(
             "/api/orders",
-            get(handlers::list_orders).post(handlers::create_order),
+            get(handlers::list::<Orders>).post(handlers::create::<Orders>),
         )
         .route(
             "/api/orders/{id}",
-            get(handlers::show_order)
-                .put(handlers::update_order)
-                .delete(handlers::delete_order),
+            get(handlers::show::<Orders>)
+                .put(handlers::update::<Orders>)
+                .delete(handlers::delete::<Orders>),
         )
 }
 

@@ -548,6 +548,19 @@ async fn upstream_answers_pass_through_the_gateway() {
     let order: Value = cluster.get("/api/orders/1").await.json().await.unwrap();
     assert_eq!(order["service"], "order-service");
 
+    let filtered: Value = cluster
+        .get("/api/orders?user_id=1&limit=5")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = filtered["data"]["items"].as_array().unwrap();
+    assert!(
+        !items.is_empty() && items.iter().all(|order| order["user_id"] == 1),
+        "{filtered}"
+    );
+    assert_eq!(cluster.get("/api/orders?user_id=abc").await.status(), 400);
+
     let missing = cluster.get("/api/users/424242").await;
     assert_eq!(missing.status(), 404);
     assert_eq!(
