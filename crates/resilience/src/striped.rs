@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Stripes per counter set; a power of two so the thread index is a mask.
-const STRIPES: usize = 8;
+pub(crate) const STRIPES: usize = 8;
 
 /// One stripe, alone on its cache lines (128 bytes covers adjacent-line prefetching).
 #[repr(align(128))]
@@ -56,7 +56,7 @@ impl<const N: usize> std::fmt::Debug for StripedCounters<N> {
 /// This thread's stripe: threads are numbered in the order they first count, so two threads
 /// always land on different stripes until there are more threads than stripes.
 #[inline]
-fn stripe_index() -> usize {
+pub(crate) fn stripe_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };

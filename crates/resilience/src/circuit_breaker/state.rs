@@ -10,6 +10,11 @@
 //! before a trip cannot close a half-open breaker, and a late probe permit cannot be returned to
 //! a later half-open period. Probe permits live in the same word as the generation, so taking and
 //! returning one is a single compare-and-swap that cannot race with a transition.
+//!
+//! A call's permit must own a reference to the breaker (tower futures are `'static`). One shared
+//! `Arc` would make every core write its reference count on every call; instead each breaker has
+//! a few padded lanes, each an `Arc` of its own pointing at the shared core, and a call clones
+//! the lane of its thread. The counts it writes are then as private as the striped counters.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -27,7 +32,7 @@ use super::error::CircuitOpen;
 use super::policy::{TripPolicy, TripReason};
 use super::window::{Sample, Window};
 use crate::ExponentialBackoff;
-use crate::striped::StripedCounters;
+use crate::striped::{STRIPES, stripe_index};
 
 /// Where a breaker is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -202,15 +207,14 @@ const FAILURES: usize = 1;
 const SLOW: usize = 2;
 const REJECTED: usize = 3;
 
-/// The state of one breaker.
-pub(crate) struct Breaker {
+/// The state of one breaker, shared by its lanes.
+struct Core {
     name: Arc<str>,
     word: AtomicU64,
     /// While open: when probing may start, in nanoseconds since `epoch`.
     open_until: AtomicU64,
     consecutive_failures: AtomicU32,
     window: Option<Window>,
-    counters: StripedCounters<4>,
     epoch: Instant,
     policy: TripPolicy,
     slow_threshold: Option<Duration>,
@@ -231,12 +235,36 @@ struct Cold {
     listeners: Vec<Listener>,
 }
 
+/// One breaker: its core, and the per-thread lanes its permits hold.
+///
+/// Aligned so that these fields, read on every call, do not share a cache line with the
+/// reference count of the `Arc` that services and handles hold, which clones write.
+#[repr(align(128))]
+pub(crate) struct Breaker {
+    core: Arc<Core>,
+    lanes: Box<[Arc<Lane>]>,
+}
+
+/// What one thread's calls share: a reference to the core and their counters, alone on their
+/// cache lines.
+#[repr(align(128))]
+struct Lane {
+    core: Arc<Core>,
+    counters: [AtomicU64; 4],
+}
+
+impl Lane {
+    fn count(&self, field: usize) {
+        self.counters[field].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The right to make one call, taken when the call is admitted.
 ///
 /// A probe permit that is dropped before its call finished goes back to the breaker, so a
 /// cancelled probe can never leave the breaker stuck half-open.
 pub(crate) struct Permit {
-    breaker: Arc<Breaker>,
+    lane: Arc<Lane>,
     generation: u64,
     probe: bool,
     started: Option<Instant>,
@@ -247,14 +275,14 @@ impl Permit {
     /// Records the call's outcome.
     pub(crate) fn settle(mut self, outcome: Outcome) {
         self.settled = true;
-        self.breaker.record(&self, outcome);
+        self.lane.core.record(&self, outcome);
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         if self.probe && !self.settled {
-            self.breaker.release_probe(self.generation);
+            self.lane.core.release_probe(self.generation);
         }
     }
 }
@@ -263,6 +291,64 @@ const EVENT_BUFFER: usize = 64;
 
 impl Breaker {
     pub(crate) fn new(config: &CircuitBreakerConfig, name: Arc<str>) -> Self {
+        let core = Arc::new(Core::new(config, name));
+        let lanes = (0..STRIPES)
+            .map(|_| {
+                Arc::new(Lane {
+                    core: Arc::clone(&core),
+                    counters: Default::default(),
+                })
+            })
+            .collect();
+        Self { core, lanes }
+    }
+
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.core.name
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.core.state()
+    }
+
+    /// Whether a call made now would be admitted; a hint for balancers, which take a permit
+    /// (with [`acquire`](Self::acquire)) only from an endpoint that says yes.
+    pub(crate) fn admits(&self) -> bool {
+        self.core.admits()
+    }
+
+    /// Admits one call, or says why not.
+    pub(crate) fn acquire(&self) -> Result<Permit, CircuitOpen> {
+        self.core.acquire(&self.lanes[stripe_index()])
+    }
+
+    /// An operator's change: from whatever state to `to`, starting a new generation.
+    pub(crate) fn force(&self, to: State, reason: TransitionReason) {
+        self.core.force(to, reason);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<StateChange> {
+        self.core.events.subscribe()
+    }
+
+    pub(crate) fn add_listener(&self, listener: Listener) {
+        self.core.cold().listeners.push(listener);
+    }
+
+    pub(crate) fn metrics(&self) -> CircuitBreakerMetrics {
+        let count = |field: usize| {
+            self.lanes
+                .iter()
+                .map(|lane| lane.counters[field].load(Ordering::Relaxed))
+                .fold(0, u64::wrapping_add)
+        };
+        let counts = [SUCCESSES, FAILURES, SLOW, REJECTED].map(count);
+        self.core.metrics(counts)
+    }
+}
+
+impl Core {
+    fn new(config: &CircuitBreakerConfig, name: Arc<str>) -> Self {
         let rng = match config.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_rng(&mut rand::rng()),
@@ -273,7 +359,6 @@ impl Breaker {
             open_until: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             window: config.has_window().then(|| Window::new(config.window)),
-            counters: StripedCounters::new(),
             epoch: Instant::now(),
             policy: TripPolicy::new(config),
             slow_threshold: config.slow_calls.map(|slow| slow.threshold),
@@ -291,10 +376,6 @@ impl Breaker {
         }
     }
 
-    pub(crate) fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
     fn nanos_since_epoch(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
@@ -307,13 +388,11 @@ impl Breaker {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn state(&self) -> State {
+    fn state(&self) -> State {
         State::from_bits(self.word.load(Ordering::Acquire))
     }
 
-    /// Whether a call made now would be admitted; a hint for balancers, which take a permit
-    /// (with [`acquire`](Self::acquire)) only from an endpoint that says yes.
-    pub(crate) fn admits(&self) -> bool {
+    fn admits(&self) -> bool {
         let word = self.word.load(Ordering::Acquire);
         match State::from_bits(word) {
             State::Closed | State::ForcedClosed => true,
@@ -325,22 +404,26 @@ impl Breaker {
         }
     }
 
-    /// Admits one call, or says why not.
-    pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, CircuitOpen> {
+    /// Admits one call, with a permit holding `lane`, or says why not.
+    fn acquire(&self, lane: &Arc<Lane>) -> Result<Permit, CircuitOpen> {
         loop {
             let word = self.word.load(Ordering::Acquire);
             let generation = generation_of(word);
             match State::from_bits(word) {
-                State::Closed | State::ForcedClosed => return Ok(self.permit(generation, false)),
-                State::ForcedOpen => return Err(self.reject(State::ForcedOpen, None)),
+                State::Closed | State::ForcedClosed => {
+                    return Ok(self.permit(lane, generation, false));
+                }
+                State::ForcedOpen => return Err(self.reject(lane, State::ForcedOpen, None)),
                 State::Open => {
                     let now = Instant::now();
                     let until = self.open_until.load(Ordering::Acquire);
                     let now_nanos = self.nanos_since_epoch(now);
                     if now_nanos < until {
-                        return Err(
-                            self.reject(State::Open, Some(Duration::from_nanos(until - now_nanos)))
-                        );
+                        return Err(self.reject(
+                            lane,
+                            State::Open,
+                            Some(Duration::from_nanos(until - now_nanos)),
+                        ));
                     }
                     // Open => HalfOpen: the open duration has passed. Whoever gets here first
                     // makes the change; everyone then re-reads the word.
@@ -354,7 +437,7 @@ impl Breaker {
                 }
                 State::HalfOpen => {
                     if probes_of(word) == 0 {
-                        return Err(self.reject(State::HalfOpen, None));
+                        return Err(self.reject(lane, State::HalfOpen, None));
                     }
                     if self
                         .word
@@ -366,16 +449,16 @@ impl Breaker {
                         )
                         .is_ok()
                     {
-                        return Ok(self.permit(generation, true));
+                        return Ok(self.permit(lane, generation, true));
                     }
                 }
             }
         }
     }
 
-    fn permit(self: &Arc<Self>, generation: u64, probe: bool) -> Permit {
+    fn permit(&self, lane: &Arc<Lane>, generation: u64, probe: bool) -> Permit {
         Permit {
-            breaker: Arc::clone(self),
+            lane: Arc::clone(lane),
             generation,
             probe,
             started: self.needs_clock.then(Instant::now),
@@ -383,8 +466,8 @@ impl Breaker {
         }
     }
 
-    fn reject(&self, state: State, retry_after: Option<Duration>) -> CircuitOpen {
-        self.counters.increment(REJECTED);
+    fn reject(&self, lane: &Lane, state: State, retry_after: Option<Duration>) -> CircuitOpen {
+        lane.count(REJECTED);
         CircuitOpen::new(Arc::clone(&self.name), state, retry_after)
     }
 
@@ -412,10 +495,11 @@ impl Breaker {
             }
             _ => false,
         };
-        self.counters
-            .increment(if failure { FAILURES } else { SUCCESSES });
+        permit
+            .lane
+            .count(if failure { FAILURES } else { SUCCESSES });
         if slow {
-            self.counters.increment(SLOW);
+            permit.lane.count(SLOW);
         }
 
         let word = self.word.load(Ordering::Acquire);
@@ -508,8 +592,7 @@ impl Breaker {
         }
     }
 
-    /// An operator's change: from whatever state to `to`, starting a new generation.
-    pub(crate) fn force(&self, to: State, reason: TransitionReason) {
+    fn force(&self, to: State, reason: TransitionReason) {
         let mut cold = self.cold();
         let word = self.word.load(Ordering::Acquire);
         self.apply(&mut cold, word, to, reason, Instant::now());
@@ -568,15 +651,11 @@ impl Breaker {
         cold.last_change = Some(change);
     }
 
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<StateChange> {
-        self.events.subscribe()
-    }
-
-    pub(crate) fn add_listener(&self, listener: Listener) {
-        self.cold().listeners.push(listener);
-    }
-
-    pub(crate) fn metrics(&self) -> CircuitBreakerMetrics {
+    /// The metrics, given the counters summed over the lanes (in the order of their indices).
+    fn metrics(
+        &self,
+        [successes, failures, slow_calls, rejected]: [u64; 4],
+    ) -> CircuitBreakerMetrics {
         let last_change = self.cold().last_change.clone();
         let state = self.state();
         let next_probe_in = (state == State::Open).then(|| {
@@ -586,10 +665,10 @@ impl Breaker {
         CircuitBreakerMetrics {
             state,
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
-            successes: self.counters.sum(SUCCESSES),
-            failures: self.counters.sum(FAILURES),
-            slow_calls: self.counters.sum(SLOW),
-            rejected: self.counters.sum(REJECTED),
+            successes,
+            failures,
+            slow_calls,
+            rejected,
             last_change,
             next_probe_in,
         }
@@ -599,9 +678,9 @@ impl Breaker {
 impl fmt::Debug for Breaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Breaker")
-            .field("name", &self.name)
-            .field("state", &self.state())
-            .field("counters", &self.counters)
+            .field("name", &self.core.name)
+            .field("state", &self.core.state())
+            .field("metrics", &self.metrics())
             .finish_non_exhaustive()
     }
 }
