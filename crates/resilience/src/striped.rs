@@ -1,10 +1,10 @@
 //! Counters that several threads bump without fighting over one cache line.
 //!
-//! A breaker counts every call it sees. One shared `AtomicU64` would make every core write the
-//! same cache line on every call, which is exactly the contention a closed breaker must not add.
-//! Each thread instead adds to its own padded stripe, and readers (an operator asking for
-//! counts, a budget deciding on a retry) sum the stripes: writes are cheap and frequent, reads
-//! are rare and do the work.
+//! A retry budget counts every request it sees. One shared `AtomicU64` would make every core
+//! write the same cache line on every request, which is exactly the contention a healthy client
+//! must not pay for. Each thread instead adds to its own padded stripe, and readers (a budget
+//! deciding on a retry) sum the stripes: writes are cheap and frequent, reads are rare and do the
+//! work. The breaker's per-thread lanes use the same thread slots.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
