@@ -114,9 +114,15 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub breaker_failures: u32,
 
-    /// How long an open breaker waits before it lets a probe through (it grows while probes fail).
+    /// How long an open breaker waits before it lets a probe through.
     #[arg(long, env = "GATEWAY_BREAKER_OPEN", default_value = "5s", value_parser = parse_duration)]
     pub breaker_open: Duration,
+
+    /// The longest an open breaker waits: each failed probe doubles the wait up to this. The
+    /// default (no growth) brings a restarted replica back within one open duration; raise it to
+    /// probe a replica that stays down less often.
+    #[arg(long, env = "GATEWAY_BREAKER_MAX_OPEN", default_value = "5s", value_parser = parse_duration)]
+    pub breaker_max_open: Duration,
 }
 
 /// Reads `1500ms`, `2s`, `1.5s` or `1m`.
@@ -143,6 +149,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_flag_is_explained() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        command.clone().debug_assert();
+        for arg in command.get_arguments().filter(|arg| !arg.is_hide_set()) {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                help.split_whitespace().count() >= 3,
+                "--{} needs an explanation, has {help:?}",
+                arg.get_id()
+            );
+        }
+    }
 
     #[test]
     fn reads_durations_with_units() {

@@ -42,6 +42,8 @@ pub struct Reply {
     pub status: StatusCode,
     /// Its body.
     pub body: Bytes,
+    /// Whether it says its body is JSON.
+    pub is_json: bool,
     /// Which replica answered (its `x-served-by`).
     pub served_by: Option<http::HeaderValue>,
 }
@@ -57,7 +59,7 @@ impl Upstream {
         let breaker = CircuitBreakerConfig::builder()
             .consecutive_failures(config.breaker_failures)
             .open_duration(config.breaker_open)
-            .max_open_duration(config.breaker_open.max(Duration::from_secs(60)))
+            .max_open_duration(config.breaker_max_open.max(config.breaker_open))
             .build()?;
         let client = ResilientClient::builder(short_name)
             .endpoints(endpoints.iter().cloned())
@@ -107,6 +109,11 @@ impl Upstream {
             .map_err(|error| failure::upstream(self, &error))?;
         let status = response.status();
         let served_by = response.headers().get(demo_kit::SERVED_BY).cloned();
+        let is_json = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/json"));
         if response
             .content_length()
             .is_some_and(|length| length > MAX_UPSTREAM_BODY as u64)
@@ -123,6 +130,7 @@ impl Upstream {
         Ok(Reply {
             status,
             body,
+            is_json,
             served_by,
         })
     }

@@ -168,3 +168,33 @@ async fn no_service_outlives_a_killed_gateway() {
     let pids: Vec<u32> = demo.services.iter().map(|(_, _, pid)| *pid).collect();
     wait_for_exit(&pids);
 }
+
+#[test]
+fn help_explains_every_flag() {
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--no-spawn",
+        "--users",
+        "--orders",
+        "--data-dir",
+        "--api-key",
+        "--api-keys-file",
+        "--rate-limit",
+        "--rate-burst",
+        "--attempt-timeout",
+        "--deadline",
+        "--max-attempts",
+        "--breaker-failures",
+        "--breaker-open",
+        "--breaker-max-open",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+    }
+    assert!(
+        help.contains("[env: GATEWAY_USERS="),
+        "flags name their environment variables"
+    );
+}
