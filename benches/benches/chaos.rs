@@ -4,8 +4,8 @@
 //! `-- --help` for the flags).
 //!
 //! Two scenarios, each on a fresh set of processes (release build, gateway with its default
-//! breaker: 5 consecutive failures open it for 5 s, less up to 10 % jitter, doubling while probes
-//! fail): steady closed-loop load on `GET /api/users/1`; at t = 5 s users-2 gets SIGKILL (or
+//! breaker: 5 consecutive failures open it for 5 s, less up to 10 % jitter, the same again after a
+//! failed probe): steady closed-loop load on `GET /api/users/1`; at t = 5 s users-2 gets SIGKILL (or
 //! SIGSTOP); at t = 10 s it is started again on the same port with the same database (or gets
 //! SIGCONT); at t = 15 s the load stops — later if users-2 has not served a request again by
 //! then, so the recovery time is always measured. Meanwhile `/admin/status` is polled every
@@ -453,7 +453,7 @@ fn render(settings: &Settings, scenarios: &[Scenario]) -> String {
     let mut text = format!(
         "## Chaos: {} connections through the gateway, fault at {:.0} s, recovery at {:.0} s, \
          stop at {:.0} s\n\nGateway breaker: 5 consecutive failures open it for {:.0} s (less up \
-         to 10 % jitter, doubling after each failed probe); attempt timeout 1 s, deadline 3 s, \
+         to 10 % jitter, the same again after a failed probe); attempt timeout 1 s, deadline 3 s, \
          3 attempts{}.\n\n",
         settings.connections,
         settings.fault_at_s,
