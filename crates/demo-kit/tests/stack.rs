@@ -23,7 +23,11 @@ async fn echo(Body(body): Body) -> Result<rustapi_core::Response, AppError> {
     ))
 }
 
+/// Signalled by [`slow`] once it runs, so a test knows its request is in flight.
+static SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 async fn slow() -> &'static str {
+    SLOW_STARTED.notify_one();
     tokio::time::sleep(Duration::from_millis(300)).await;
     "done"
 }
@@ -254,8 +258,10 @@ async fn serve_drains_in_flight_requests_on_shutdown() {
         let client = client.clone();
         async move { client.get(format!("http://{addr}/slow")).send().await }
     });
-    // Let the slow request reach the handler, then shut down while it runs.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shut down once the slow request is in its handler.
+    tokio::time::timeout(Duration::from_secs(30), SLOW_STARTED.notified())
+        .await
+        .expect("the slow request reached its handler");
     stop_tx.send(()).unwrap();
 
     let res = in_flight
