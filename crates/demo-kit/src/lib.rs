@@ -47,6 +47,8 @@ pub mod faults;
 pub mod idempotency;
 pub mod input;
 mod json_errors;
+#[cfg(feature = "sqlite")]
+mod replica;
 mod request_id;
 pub mod response;
 mod serve;
@@ -62,6 +64,8 @@ pub mod testing;
 pub use dispatch::RustApiService;
 pub use error::{AppError, ErrorCode};
 pub use extract::{PeerAddr, RawQuery};
+#[cfg(feature = "sqlite")]
+pub use replica::Replica;
 pub use serve::{
     DEFAULT_DRAIN_TIMEOUT, LISTENING_PREFIX, announce_listening, serve, serve_with_drain_timeout,
 };

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use demo_kit::{HttpService, Stack, faults, serve};
+use demo_kit::{HttpService, Stack, faults};
 use rustapi_rs::{RustApi, get};
 use tokio::net::TcpListener;
 
@@ -30,9 +30,7 @@ pub fn app(state: AppState) -> RustApi {
 /// The serving layers for `state`'s replica: `x-served-by`, request ids, tracing, JSON errors,
 /// the 64 KiB body limit and fault injection.
 pub fn stack(state: &AppState) -> Stack {
-    Stack::new()
-        .with_served_by(&state.replica)
-        .with_faults(state.faults.clone())
+    state.stack()
 }
 
 /// The app as a tower service over any request body (in-process tests use `Full<Bytes>`).
@@ -41,7 +39,7 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<demo_kit::BoxError>,
 {
-    stack(&state).service(&app(state))
+    state.stack().service(&app(state))
 }
 
 /// Serves the users service on `listener` until `shutdown` completes; then stops accepting,
@@ -54,11 +52,9 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let service = service(state.clone());
-    let served = serve(listener, service, shutdown).await;
-    state.close().await;
-    tracing::info!("database closed");
-    served
+    state
+        .serve(listener, service(state.clone()), shutdown)
+        .await
 }
 
 /// The users service's `main` after parsing `config`: opens the database, binds, announces the
