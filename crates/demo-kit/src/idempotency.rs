@@ -8,7 +8,7 @@
 //! even across processes sharing the file.
 
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::error::{AppError, ErrorCode};
 
@@ -158,4 +158,55 @@ mod tests {
         assert_eq!(err.status(), 422);
         assert_eq!(err.code(), ErrorCode::IdempotencyKeyReused);
     }
+}
+
+/// What a create did.
+#[derive(Debug)]
+pub enum Created {
+    /// A new record was stored; its JSON, as answered.
+    New(String),
+    /// The idempotency key was seen before with the same request: replay this.
+    Replay(StoredResponse),
+}
+
+impl Created {
+    /// The answer: 201 with the new record, or the first answer replayed.
+    pub fn into_response(self) -> rustapi_core::Response {
+        match self {
+            Self::New(json) => crate::response::raw_json(StatusCode::CREATED, json),
+            Self::Replay(stored) => stored.into_response(),
+        }
+    }
+}
+
+/// Creates a record at most once per idempotency key. In one `BEGIN IMMEDIATE` transaction: a
+/// key seen before with the same request replays the stored answer (with another request,
+/// [`lookup`] refuses it); otherwise `insert` writes the record and returns its JSON, which is
+/// stored with the key before the commit, so record and key land together or not at all.
+///
+/// `idempotency` is the key and the request's fingerprint, when the request has a key.
+///
+/// # Errors
+/// A key reused for another request (422); whatever `insert` fails with; database errors. On
+/// any error nothing is written.
+pub fn create_once<F>(
+    conn: &mut Connection,
+    idempotency: Option<(&str, &str)>,
+    insert: F,
+) -> Result<Created, AppError>
+where
+    F: FnOnce(&Transaction<'_>) -> Result<String, AppError>,
+{
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some((key, fingerprint)) = idempotency {
+        if let Some(stored) = lookup(&tx, key, fingerprint)? {
+            return Ok(Created::Replay(stored));
+        }
+    }
+    let body = insert(&tx)?;
+    if let Some((key, fingerprint)) = idempotency {
+        store(&tx, key, fingerprint, StatusCode::CREATED, &body)?;
+    }
+    tx.commit()?;
+    Ok(Created::New(body))
 }

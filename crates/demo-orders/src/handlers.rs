@@ -7,7 +7,7 @@ use rustapi_rs::{Body, Headers, Path, State};
 use serde_json::{Value, json};
 
 use crate::state::AppState;
-use crate::storage::{self, Created, Item, NewOrder, STATUSES};
+use crate::storage::{self, Item, NewOrder, STATUSES};
 
 type Result<T, E = AppError> = std::result::Result<T, E>;
 type Response = rustapi_rs::Response;
@@ -140,10 +140,7 @@ pub(crate) async fn create(
             storage::create(c, &order, idem)
         })
         .await?;
-    Ok(match created {
-        Created::New(json) => response::raw_json(StatusCode::CREATED, json),
-        Created::Replay(stored) => stored.into_response(),
-    })
+    Ok(created.into_response())
 }
 
 /// `PUT /orders/{id}`: replaces user, status and items.

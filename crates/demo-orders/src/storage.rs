@@ -3,7 +3,7 @@
 //! sees an order without its items.
 
 use demo_kit::AppError;
-use demo_kit::idempotency::{self, StoredResponse};
+use demo_kit::idempotency::{self, Created};
 use demo_kit::input::Page;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde::Serialize;
@@ -94,15 +94,6 @@ pub struct OrderPage {
     pub offset: i64,
     /// How many orders match (all, or the user's).
     pub total: i64,
-}
-
-/// What a create did.
-#[derive(Debug)]
-pub enum Created {
-    /// A new order was stored; `body` is its JSON, as answered.
-    New(String),
-    /// The idempotency key was seen before with the same request: replay this.
-    Replay(StoredResponse),
 }
 
 /// The demo orders present on a fresh start (ids 1 and 2, for demo users 1 and 2).
@@ -306,19 +297,10 @@ pub fn create(
     order: &NewOrder,
     idempotency: Option<(&str, &str)>,
 ) -> Result<Created, AppError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some((key, fingerprint)) = idempotency {
-        if let Some(stored) = idempotency::lookup(&tx, key, fingerprint)? {
-            return Ok(Created::Replay(stored));
-        }
-    }
-    let stored = insert_order(&tx, order)?;
-    let body = serde_json::to_string(&stored).map_err(AppError::internal)?;
-    if let Some((key, fingerprint)) = idempotency {
-        idempotency::store(&tx, key, fingerprint, http::StatusCode::CREATED, &body)?;
-    }
-    tx.commit()?;
-    Ok(Created::New(body))
+    idempotency::create_once(conn, idempotency, |tx| {
+        let stored = insert_order(tx, order)?;
+        serde_json::to_string(&stored).map_err(AppError::internal)
+    })
 }
 
 /// Replaces an order's user, status and items (the total is recomputed).

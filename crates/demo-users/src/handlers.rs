@@ -7,7 +7,7 @@ use rustapi_rs::{Body, Headers, Path, State};
 use serde_json::json;
 
 use crate::state::AppState;
-use crate::storage::{self, Created, NewUser};
+use crate::storage::{self, NewUser};
 
 type Result<T, E = AppError> = std::result::Result<T, E>;
 type Response = rustapi_rs::Response;
@@ -96,10 +96,7 @@ pub(crate) async fn create(
             storage::create(c, &user, idem)
         })
         .await?;
-    Ok(match created {
-        Created::New(json) => response::raw_json(StatusCode::CREATED, json),
-        Created::Replay(stored) => stored.into_response(),
-    })
+    Ok(created.into_response())
 }
 
 /// `PUT /users/{id}`: replaces name and email.

@@ -3,7 +3,7 @@
 //! replica, queue on the busy timeout instead of failing.
 
 use demo_kit::AppError;
-use demo_kit::idempotency::{self, StoredResponse};
+use demo_kit::idempotency::{self, Created};
 use demo_kit::input::Page;
 use demo_kit::sqlite::is_unique_violation;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
@@ -61,15 +61,6 @@ pub struct UserPage {
     pub offset: i64,
     /// How many users exist.
     pub total: i64,
-}
-
-/// What a create did.
-#[derive(Debug)]
-pub enum Created {
-    /// A new user was stored; `body` is its JSON, as answered.
-    New(String),
-    /// The idempotency key was seen before with the same request: replay this.
-    Replay(StoredResponse),
 }
 
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
@@ -169,32 +160,23 @@ pub fn create(
     user: &NewUser,
     idempotency: Option<(&str, &str)>,
 ) -> Result<Created, AppError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if let Some((key, fingerprint)) = idempotency {
-        if let Some(stored) = idempotency::lookup(&tx, key, fingerprint)? {
-            return Ok(Created::Replay(stored));
-        }
-    }
-    let created = tx
-        .query_row(
-            "INSERT INTO users (name, email) VALUES (?1, ?2)
-             RETURNING id, name, email, created_at",
-            params![user.name, user.email],
-            user_from_row,
-        )
-        .map_err(|err| {
-            if is_unique_violation(&err) {
-                duplicate_email(&user.email)
-            } else {
-                err.into()
-            }
-        })?;
-    let body = serde_json::to_string(&created).map_err(AppError::internal)?;
-    if let Some((key, fingerprint)) = idempotency {
-        idempotency::store(&tx, key, fingerprint, http::StatusCode::CREATED, &body)?;
-    }
-    tx.commit()?;
-    Ok(Created::New(body))
+    idempotency::create_once(conn, idempotency, |tx| {
+        let created = tx
+            .query_row(
+                "INSERT INTO users (name, email) VALUES (?1, ?2)
+                 RETURNING id, name, email, created_at",
+                params![user.name, user.email],
+                user_from_row,
+            )
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    duplicate_email(&user.email)
+                } else {
+                    err.into()
+                }
+            })?;
+        serde_json::to_string(&created).map_err(AppError::internal)
+    })
 }
 
 /// Replaces a user's name and email.
