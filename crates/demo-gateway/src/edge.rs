@@ -89,6 +89,21 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The method as a metrics label: the standard ones by name, anything else as `OTHER`, so a
+/// client inventing methods cannot grow the metrics without bound.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 /// The route template of `path`, for metrics labels.
 pub fn route_of(path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
@@ -156,7 +171,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let route = route_of(request.uri().path());
-        let method = request.method().to_string();
+        let method = method_label(request.method());
         let metrics: Metrics = self.state.metrics().clone();
         let count = move |status: http::StatusCode| {
             metrics.count_request(RequestLabels {
@@ -258,5 +273,12 @@ mod tests {
         assert_eq!(route_of("/api/users/42/orders"), "/api/users/{id}/orders");
         assert_eq!(route_of("/api/orders/"), "/api/orders");
         assert_eq!(route_of("/etc/passwd"), "other");
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&http::Method::DELETE), "DELETE");
+        let invented = http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&invented), "OTHER");
     }
 }

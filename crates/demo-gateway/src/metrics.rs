@@ -28,8 +28,8 @@ pub struct Metrics {
 pub struct RequestLabels {
     /// The route template, e.g. `/api/users/{id}` (never the raw path, to bound cardinality).
     pub route: &'static str,
-    /// The method.
-    pub method: String,
+    /// The method (standard ones by name, others as `OTHER`).
+    pub method: &'static str,
     /// The status answered.
     pub status: u16,
 }
