@@ -1,7 +1,7 @@
 //! Fault injection: make a running replica slow or failing, on demand, for demos and tests.
 //!
 //! A [`Faults`] handle holds the current setting (added latency, share of requests answered
-//! 500). The [`Stack`](crate::Stack) applies it to every request outside `/admin/`; [`routes`]
+//! 500, bodies that stall halfway). The [`Stack`](crate::Stack) applies it to every request outside `/admin/`; [`routes`]
 //! adds `GET`/`PUT /admin/faults`, answered only to loopback peers; [`FaultArgs`] are the same
 //! settings as start-up flags. Everything is off by default.
 
@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,7 +25,8 @@ use crate::stack::HttpResponse;
 /// Upper bound for injected latency: one minute.
 pub const MAX_LATENCY_MS: u64 = 60_000;
 
-/// A fault setting: extra latency and the share (0.0–1.0) of requests answered 500.
+/// A fault setting: extra latency, the share (0.0–1.0) of requests answered 500, and whether
+/// answers stall halfway through their body.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultConfig {
@@ -35,6 +36,11 @@ pub struct FaultConfig {
     /// Share of requests answered `500 injected_fault`, from 0.0 (none) to 1.0 (all).
     #[serde(default)]
     pub failure_rate: f64,
+    /// Send the status, the headers (with the full `Content-Length`) and the first half of the
+    /// body, then nothing more until the client hangs up: the failure a timeout on the headers
+    /// alone never sees.
+    #[serde(default)]
+    pub stall_body: bool,
 }
 
 impl FaultConfig {
@@ -74,6 +80,9 @@ pub struct FaultArgs {
         value_name = "RATE"
     )]
     pub fault_failure_rate: f64,
+    /// Answer every request with half a body and then stall (fault injection).
+    #[arg(long, env = "FAULT_STALL_BODY")]
+    pub fault_stall_body: bool,
 }
 
 impl FaultArgs {
@@ -82,6 +91,7 @@ impl FaultArgs {
         FaultConfig {
             latency_ms: self.fault_latency_ms,
             failure_rate: self.fault_failure_rate,
+            stall_body: self.fault_stall_body,
         }
     }
 }
@@ -92,6 +102,7 @@ pub struct Faults {
     latency_ms: Arc<AtomicU64>,
     /// Failure rate in parts per million, so it fits an atomic.
     failure_ppm: Arc<AtomicU32>,
+    stall_body: Arc<AtomicBool>,
 }
 
 const PPM: f64 = 1_000_000.0;
@@ -112,6 +123,7 @@ impl Faults {
         FaultConfig {
             latency_ms: self.latency_ms.load(Ordering::Relaxed),
             failure_rate: f64::from(self.failure_ppm.load(Ordering::Relaxed)) / PPM,
+            stall_body: self.stall_body.load(Ordering::Relaxed),
         }
     }
 
@@ -126,6 +138,7 @@ impl Faults {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let ppm = (config.failure_rate * PPM).round() as u32;
         self.failure_ppm.store(ppm, Ordering::Relaxed);
+        self.stall_body.store(config.stall_body, Ordering::Relaxed);
         Ok(())
     }
 
@@ -228,29 +241,74 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let setting = match &self.faults {
-            Some(faults) if !req.uri().path().starts_with("/admin/") => {
-                Some((faults.get().latency_ms, faults.should_fail()))
-            }
+            Some(faults) if !req.uri().path().starts_with("/admin/") => Some(faults.get()),
             _ => None,
         };
-        match setting {
-            None | Some((0, false)) => Box::pin(self.inner.call(req)),
-            Some((latency_ms, fail)) => {
-                // Decide before sleeping, and do not call the inner service for a failure: an
-                // injected 500 must not have written anything.
-                let fut = (!fail).then(|| self.inner.call(req));
-                Box::pin(async move {
-                    tokio::time::sleep(Duration::from_millis(latency_ms)).await;
-                    match fut {
-                        Some(fut) => fut.await,
-                        None => Ok(AppError::new(
-                            ErrorCode::InjectedFault,
-                            "injected failure (fault injection is on)",
-                        )
-                        .into_http_response()),
-                    }
-                })
+        let Some(setting) = setting.filter(|setting| *setting != FaultConfig::default()) else {
+            return Box::pin(self.inner.call(req));
+        };
+        let fail = self
+            .faults
+            .as_ref()
+            .is_some_and(|faults| faults.should_fail());
+        // Decide before sleeping, and do not call the inner service for a failure: an injected
+        // 500 must not have written anything.
+        let fut = (!fail).then(|| self.inner.call(req));
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(setting.latency_ms)).await;
+            let response = match fut {
+                Some(fut) => fut.await?,
+                None => AppError::new(
+                    ErrorCode::InjectedFault,
+                    "injected failure (fault injection is on)",
+                )
+                .into_http_response(),
+            };
+            if setting.stall_body {
+                return Ok(stall_halfway(response).await);
             }
+            Ok(response)
+        })
+    }
+}
+
+/// The same answer, but its body stops after the first half and never ends.
+async fn stall_halfway(response: HttpResponse) -> HttpResponse {
+    use http_body_util::BodyExt;
+    let (mut parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
+    let half = body.slice(..body.len() / 2);
+    crate::stack::boxed(http::Response::from_parts(
+        parts,
+        HalfThenNothing { half: Some(half) },
+    ))
+}
+
+/// A body that yields its one chunk and then never another, nor its end.
+struct HalfThenNothing {
+    half: Option<bytes::Bytes>,
+}
+
+impl http_body::Body for HalfThenNothing {
+    type Data = bytes::Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Infallible>>> {
+        match self.half.take() {
+            Some(half) => Poll::Ready(Some(Ok(http_body::Frame::data(half)))),
+            // Never woken: the stall lasts until the connection is dropped.
+            None => Poll::Pending,
         }
     }
 }
@@ -264,8 +322,8 @@ mod tests {
         let faults = Faults::default();
         let err = faults
             .set(FaultConfig {
-                latency_ms: 0,
                 failure_rate: 1.5,
+                ..FaultConfig::default()
             })
             .unwrap_err();
         assert_eq!(err.field(), Some("failure_rate"));
@@ -275,8 +333,8 @@ mod tests {
     #[test]
     fn full_and_zero_failure_rates_are_exact() {
         let faults = Faults::new(FaultConfig {
-            latency_ms: 0,
             failure_rate: 1.0,
+            ..FaultConfig::default()
         })
         .unwrap();
         assert!((0..1000).all(|_| faults.should_fail()));

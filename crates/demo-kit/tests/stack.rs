@@ -152,8 +152,8 @@ async fn every_response_says_who_served_it() {
 #[tokio::test]
 async fn full_failure_rate_answers_500_and_off_succeeds() {
     let faults = Faults::new(FaultConfig {
-        latency_ms: 0,
         failure_rate: 1.0,
+        ..FaultConfig::default()
     })
     .unwrap();
     let app = faults::routes(app(), faults.clone());
@@ -180,7 +180,7 @@ async fn full_failure_rate_answers_500_and_off_succeeds() {
 async fn latency_is_added() {
     let faults = Faults::new(FaultConfig {
         latency_ms: 5_000,
-        failure_rate: 0.0,
+        ..FaultConfig::default()
     })
     .unwrap();
     let svc = service(&Stack::new().with_faults(faults));
@@ -194,7 +194,7 @@ async fn admin_faults_answers_only_loopback_and_validates() {
     let faults = Faults::default();
     let app = faults::routes(app(), faults.clone());
     let svc: HttpService<Full<Bytes>> = Stack::new().with_faults(faults.clone()).service(&app);
-    let set = json!({"latency_ms": 10, "failure_rate": 0.25});
+    let set = json!({"latency_ms": 10, "failure_rate": 0.25, "stall_body": false});
 
     let res = send(&svc, json_request("PUT", "/admin/faults", &set)).await;
     assert_eq!(res.status, 403);
@@ -210,7 +210,8 @@ async fn admin_faults_answers_only_loopback_and_validates() {
         faults.get(),
         FaultConfig {
             latency_ms: 10,
-            failure_rate: 0.25
+            failure_rate: 0.25,
+            stall_body: false,
         }
     );
     let res = send(&svc, from_loopback(request("GET", "/admin/faults", ""))).await;
@@ -302,4 +303,31 @@ async fn serve_records_the_peer_address() {
     assert_eq!(res.status(), 200);
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_body_sends_its_first_half_and_then_nothing() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let faults = Faults::new(FaultConfig {
+        stall_body: true,
+        ..FaultConfig::default()
+    })
+    .unwrap();
+    let whole = send(&service(&Stack::new()), request("GET", "/hello", "")).await;
+    let svc = service(&Stack::new().with_faults(faults));
+    let response = svc.oneshot(request("GET", "/hello", "")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let length: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(length, whole.body.len(), "the full length is promised");
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first.len(), length / 2);
+    let rest = tokio::time::timeout(Duration::from_secs(60), body.frame()).await;
+    assert!(rest.is_err(), "nothing more comes, not even the end");
 }
