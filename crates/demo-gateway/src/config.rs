@@ -123,6 +123,21 @@ pub struct GatewayConfig {
     /// probe a replica that stays down less often.
     #[arg(long, env = "GATEWAY_BREAKER_MAX_OPEN", default_value = "5s", value_parser = parse_duration)]
     pub breaker_max_open: Duration,
+
+    /// The path checked on an endpoint whose breaker is open; a 2xx lets a live request probe
+    /// the endpoint at once instead of waiting out the open duration.
+    #[arg(long, env = "GATEWAY_HEALTH_PATH", default_value = "/health")]
+    pub health_path: String,
+
+    /// How often an endpoint whose breaker is open is checked (jittered), each check allowed
+    /// as long (at most the attempt timeout).
+    #[arg(long, env = "GATEWAY_HEALTH_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    pub health_interval: Duration,
+
+    /// Do not hedge: a slow idempotent request waits for its attempt timeout instead of being
+    /// raced by a copy to another replica after the 95th percentile of recent latency.
+    #[arg(long, env = "GATEWAY_NO_HEDGE")]
+    pub no_hedge: bool,
 }
 
 /// Reads `1500ms`, `2s`, `1.5s` or `1m`.

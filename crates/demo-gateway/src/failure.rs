@@ -1,29 +1,61 @@
-//! Every upstream failure mapped to a status, in this one place.
+//! Every upstream outcome that is not a usable answer, mapped to a status, in this one place.
 //!
 //! | what happened | status |
 //! |---|---|
 //! | every endpoint's breaker is open, or none admits traffic | 503, with `Retry-After` |
-//! | an attempt timed out, or the deadline passed | 504 |
-//! | the upstream could not be reached, or broke the protocol | 502 |
+//! | the deadline was spent, or the last attempt timed out, waiting for the upstream | 504 |
+//! | the upstream could not be reached, broke the connection or its body, or broke the protocol | 502 |
+//! | the upstream answered more than the gateway passes on | 502 |
 //! | the upstream answered 5xx | 502 (its body is logged, not passed on) |
+//! | the upstream answered something other than JSON, or a status the route does not expect | 502 |
 //!
-//! Upstream 4xx answers are not failures: they go back to the client as they are.
+//! Upstream 2xx and 4xx JSON answers are not failures: [`check`] hands them back as a
+//! [`Reply`], and the 4xx go back to the client as they are.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use demo_kit::{AppError, ErrorCode};
 use http::StatusCode;
+use resilience::http::{BodyFailed, BodyTooLarge};
 use resilience::{
     BoxError, CircuitOpen, DeadlineExceeded, Elapsed, NoAvailableEndpoint, find_in_chain,
 };
 
-use crate::upstream::Upstream;
+use crate::upstream::{Reply, Upstream};
 
 /// `Retry-After` when no breaker says when it will probe.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Turns what the resilience stack returned into a reply the routes can use, or the error the
+/// client gets.
+pub fn check(
+    upstream: &Upstream,
+    outcome: Result<http::Response<Bytes>, BoxError>,
+) -> Result<Reply, AppError> {
+    let response = outcome.map_err(|error| unreachable(upstream, &error))?;
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    if status.is_server_error() {
+        return Err(server_error(upstream, status, &body));
+    }
+    let is_json = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !is_json && status != StatusCode::NO_CONTENT {
+        return Err(not_json(upstream, status));
+    }
+    Ok(Reply {
+        status,
+        body,
+        served_by: parts.headers.get(demo_kit::SERVED_BY).cloned(),
+    })
+}
+
 /// The answer for a request the resilience stack could not complete.
-pub fn upstream(upstream: &Upstream, error: &BoxError) -> AppError {
+fn unreachable(upstream: &Upstream, error: &BoxError) -> AppError {
     let service = upstream.service;
     let chain: &(dyn std::error::Error + 'static) = error.as_ref();
     if let Some(open) = find_in_chain::<CircuitOpen>(chain) {
@@ -39,13 +71,27 @@ pub fn upstream(upstream: &Upstream, error: &BoxError) -> AppError {
         tracing::warn!(%service, "upstream unavailable: no endpoint admits traffic");
         return unavailable(service, retry_after);
     }
-    if find_in_chain::<Elapsed>(chain).is_some()
-        || find_in_chain::<DeadlineExceeded>(chain).is_some()
+    if find_in_chain::<BodyTooLarge>(chain).is_some() {
+        tracing::warn!(%service, error = %chain_text(chain), "upstream answer over the size limit");
+        return AppError::new(
+            ErrorCode::BadGateway,
+            format!("the {service} answered with more than the gateway passes on"),
+        );
+    }
+    if find_in_chain::<DeadlineExceeded>(chain).is_some()
+        || find_in_chain::<Elapsed>(chain).is_some()
     {
         tracing::warn!(%service, error = %chain_text(chain), "upstream timed out");
         return AppError::new(
             ErrorCode::GatewayTimeout,
             format!("the {service} did not answer in time"),
+        );
+    }
+    if find_in_chain::<BodyFailed>(chain).is_some() {
+        tracing::warn!(%service, error = %chain_text(chain), "upstream broke off its answer");
+        return AppError::new(
+            ErrorCode::BadGateway,
+            format!("the {service} broke off its answer"),
         );
     }
     tracing::warn!(%service, error = %chain_text(chain), "upstream unreachable");
@@ -57,22 +103,12 @@ pub fn upstream(upstream: &Upstream, error: &BoxError) -> AppError {
 
 /// The answer for an upstream that answered 5xx: the client learns which service failed, the
 /// log gets what it said.
-pub fn server_error(upstream: &Upstream, status: StatusCode, body: &[u8]) -> AppError {
+fn server_error(upstream: &Upstream, status: StatusCode, body: &[u8]) -> AppError {
     let service = upstream.service;
     tracing::warn!(%service, %status, body = %String::from_utf8_lossy(&body[..body.len().min(512)]), "upstream failed");
     AppError::new(
         ErrorCode::BadGateway,
         format!("the {service} failed ({status})"),
-    )
-}
-
-/// The answer for an upstream whose answer is too large to pass on.
-pub fn oversized(upstream: &Upstream) -> AppError {
-    let service = upstream.service;
-    tracing::warn!(%service, "upstream answer over the size limit");
-    AppError::new(
-        ErrorCode::BadGateway,
-        format!("the {service} answered with more than the gateway passes on"),
     )
 }
 
@@ -83,6 +119,17 @@ pub fn not_json(upstream: &Upstream, status: StatusCode) -> AppError {
     AppError::new(
         ErrorCode::BadGateway,
         format!("the {service} answered something other than JSON"),
+    )
+}
+
+/// The answer for an upstream whose status the route cannot use (a 4xx where only a 2xx makes
+/// sense, as for the order list of an aggregation).
+pub fn unexpected_status(upstream: &Upstream, status: StatusCode) -> AppError {
+    let service = upstream.service;
+    tracing::warn!(%service, %status, "upstream answered a status the route cannot use");
+    AppError::new(
+        ErrorCode::BadGateway,
+        format!("the {service} answered {status}"),
     )
 }
 

@@ -21,7 +21,7 @@ type Response = rustapi_rs::Response;
 const UPSTREAM_SERVED_BY: &str = "x-upstream-served-by";
 
 /// Sends a request upstream and shapes the answer: 2xx wrapped as `{"service", "data"}`, 4xx
-/// passed through as the service's JSON error, 5xx and failures mapped in [`failure`].
+/// passed through as the service's JSON error; everything else was mapped in [`failure`].
 async fn relay(
     upstream: &Upstream,
     method: Method,
@@ -30,36 +30,24 @@ async fn relay(
     body: Option<Bytes>,
 ) -> Result<Response> {
     let reply = upstream.send(method, path, headers, body).await?;
-    let mut answer = shape(upstream, reply)?;
-    if let Some(name) = answer.1 {
-        answer.0.headers_mut().insert(UPSTREAM_SERVED_BY, name);
+    let served_by = reply.served_by.clone();
+    let mut answer = shape(upstream, reply);
+    if let Some(name) = served_by {
+        answer.headers_mut().insert(UPSTREAM_SERVED_BY, name);
     }
-    Ok(answer.0)
+    Ok(answer)
 }
 
-fn shape(upstream: &Upstream, reply: Reply) -> Result<(Response, Option<HeaderValue>)> {
-    let Reply {
-        status,
-        body,
-        is_json,
-        served_by,
-    } = reply;
-    if status.is_server_error() {
-        return Err(failure::server_error(upstream, status, &body));
-    }
+fn shape(upstream: &Upstream, reply: Reply) -> Response {
+    let Reply { status, body, .. } = reply;
     if status == StatusCode::NO_CONTENT {
-        return Ok((response::no_content(), served_by));
-    }
-    if !is_json {
-        return Err(failure::not_json(upstream, status));
-    }
-    let response = if status.is_success() {
+        response::no_content()
+    } else if status.is_success() {
         json_response(status, wrap(upstream.service, &body))
     } else {
         // The service's own JSON error, with its status: the client's mistake, told as it was.
         json_response(status, body)
-    };
-    Ok((response, served_by))
+    }
 }
 
 /// `{"service": SERVICE, "data": BODY}`, spliced rather than parsed and written again: the
@@ -212,7 +200,7 @@ pub(crate) async fn user_with_orders(
     );
     let user = user?;
     if !user.status.is_success() {
-        return shape(state.users(), user).map(|(response, _)| response);
+        return Ok(shape(state.users(), user));
     }
     let user: Value = serde_json::from_slice(&user.body)
         .map_err(|_| failure::not_json(state.users(), user.status))?;
@@ -220,17 +208,8 @@ pub(crate) async fn user_with_orders(
         if reply.status.is_success() {
             serde_json::from_slice::<Value>(&reply.body)
                 .map_err(|_| failure::not_json(state.orders(), reply.status))
-        } else if reply.status.is_server_error() {
-            Err(failure::server_error(
-                state.orders(),
-                reply.status,
-                &reply.body,
-            ))
         } else {
-            Err(AppError::new(
-                demo_kit::ErrorCode::BadGateway,
-                format!("the order service answered {}", reply.status),
-            ))
+            Err(failure::unexpected_status(state.orders(), reply.status))
         }
     });
     let body = match orders {

@@ -1,7 +1,8 @@
 //! The resilient clients for the user and order services, and forwarding a request to them.
 //!
-//! Each upstream is one [`ResilientClient`]: deadline → retry → round robin → per-endpoint
-//! breaker → attempt timeout → reqwest. Only an allowlist of headers goes upstream, so
+//! Each upstream is one [`ResilientClient`]: deadline → retry → hedge → round robin →
+//! per-endpoint breaker (with a health check while open) → attempt timeout → reqwest and the
+//! whole body. Only an allowlist of headers goes upstream, so
 //! hop-by-hop headers and the client's API key never leave the gateway.
 
 use std::time::Duration;
@@ -35,15 +36,13 @@ pub struct Upstream {
     pub client: ResilientClient,
 }
 
-/// What the upstream answered.
+/// A usable upstream answer: 2xx or 4xx, JSON (or 204 without a body).
 #[derive(Debug)]
 pub struct Reply {
     /// Its status.
     pub status: StatusCode,
     /// Its body.
     pub body: Bytes,
-    /// Whether it says its body is JSON.
-    pub is_json: bool,
     /// Which replica answered (its `x-served-by`).
     pub served_by: Option<http::HeaderValue>,
 }
@@ -61,13 +60,22 @@ impl Upstream {
             .open_duration(config.breaker_open)
             .max_open_duration(config.breaker_max_open.max(config.breaker_open))
             .build()?;
-        let client = ResilientClient::builder(short_name)
+        let mut client = ResilientClient::builder(short_name)
             .endpoints(endpoints.iter().cloned())
             .attempt_timeout(config.attempt_timeout)
             .deadline(config.deadline)
             .max_attempts(config.max_attempts)
             .circuit_breaker(breaker)
-            .build()?;
+            .max_response_body(MAX_UPSTREAM_BODY)
+            .health_check(
+                &config.health_path,
+                config.health_interval,
+                config.health_interval.min(config.attempt_timeout),
+            );
+        if config.no_hedge {
+            client = client.without_hedging();
+        }
+        let client = client.build()?;
         Ok(Self { service, client })
     }
 
@@ -80,7 +88,8 @@ impl Upstream {
     }
 
     /// Sends `method path_and_query` with `body` and the allowed `headers` of the client's
-    /// request, and reads the whole answer. Every failure is already an [`AppError`].
+    /// request, and reads the whole answer. Every failure is already an [`AppError`], decided
+    /// in [`failure`].
     pub async fn send(
         &self,
         method: Method,
@@ -102,37 +111,8 @@ impl Upstream {
                 "building the upstream request {method} {path_and_query}: {error}"
             ))
         })?;
-        let response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(|error| failure::upstream(self, &error))?;
-        let status = response.status();
-        let served_by = response.headers().get(demo_kit::SERVED_BY).cloned();
-        let is_json = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.starts_with("application/json"));
-        if response
-            .content_length()
-            .is_some_and(|length| length > MAX_UPSTREAM_BODY as u64)
-        {
-            return Err(failure::oversized(self));
-        }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| failure::upstream(self, &error.into()))?;
-        if body.len() > MAX_UPSTREAM_BODY {
-            return Err(failure::oversized(self));
-        }
-        Ok(Reply {
-            status,
-            body,
-            is_json,
-            served_by,
-        })
+        let outcome = self.client.execute(request).await;
+        failure::check(self, outcome)
     }
 
     /// When the first breaker of this upstream will admit a probe, if all are open.

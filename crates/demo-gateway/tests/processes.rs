@@ -615,3 +615,85 @@ async fn upstream_answers_pass_through_the_gateway() {
         .unwrap();
     assert_eq!(chunked.status(), 413);
 }
+
+/// Sets users replica `index`'s fault injection (its `/admin/faults` answers loopback peers).
+async fn set_faults(cluster: &Cluster, index: usize, faults: Value) {
+    let replica = cluster.users[index].as_ref().unwrap();
+    let response = cluster
+        .http
+        .put(replica.url("/admin/faults"))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_a_failure_routed_around_and_alone_a_504() {
+    let deadline = Duration::from_secs(2);
+    let cluster = Cluster::start(
+        &[],
+        &[
+            "--attempt-timeout",
+            "300ms",
+            "--deadline",
+            "2s",
+            "--breaker-failures",
+            "3",
+        ],
+    );
+    const WORKERS: usize = 4;
+    let users_2 = cluster.users_addr(1);
+    let mut traffic = Traffic::start(&cluster, "/api/users/1", WORKERS);
+    traffic.wait_for(20).await;
+
+    // users-2 now sends its status, its headers and half its body, then nothing.
+    set_faults(&cluster, 1, json!({"stall_body": true})).await;
+    let stalled_at = traffic.total();
+    until_breaker(&cluster, &mut traffic, &users_2, "open").await;
+    traffic.wait_for(40).await;
+    let while_stalled = traffic.since(stalled_at);
+    assert!(
+        while_stalled.iter().all(|seen| seen.status == 200),
+        "every answer is whole: {while_stalled:?}"
+    );
+    // Requests users-2 had answered before the fault took hold (one per client at most) are
+    // whole; after them, every answer comes from users-1.
+    assert!(
+        while_stalled[WORKERS..]
+            .iter()
+            .all(|seen| seen.served_by == "users-1"),
+        "after the switch, every answer is from users-1: {while_stalled:?}"
+    );
+    // Not a speed claim: the bound is the deadline itself, with a second of slack for the
+    // machine, to show no request waited for the stalled body (the upstream would hold it for
+    // a minute).
+    let slowest = while_stalled.iter().map(|seen| seen.took).max().unwrap();
+    assert!(
+        slowest < deadline + Duration::from_secs(1),
+        "a request took {slowest:?}"
+    );
+    let breaker = cluster.breaker("user-service", &users_2).await;
+    assert!(
+        breaker["failures"].as_u64().unwrap() >= 3,
+        "a stalled body is a failure, not a success: {breaker}"
+    );
+    assert_eq!(
+        traffic
+            .stop()
+            .await
+            .iter()
+            .filter(|s| s.status != 200)
+            .count(),
+        0
+    );
+
+    // With every replica stalling, the client gets a 504 when its time is spent, not a 502
+    // after the upstream gives up.
+    set_faults(&cluster, 0, json!({"stall_body": true})).await;
+    let response = cluster.get("/api/users/1").await;
+    assert_eq!(response.status(), 504);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "gateway_timeout", "{body}");
+}

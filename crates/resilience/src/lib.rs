@@ -60,10 +60,12 @@
 //! (`#[tokio::test(start_paused = true)]`) and finish instantly and deterministically; every
 //! source of randomness (jitter) can be seeded.
 
+mod abandon;
 mod backoff;
 pub mod balance;
 pub mod circuit_breaker;
 mod error;
+pub mod hedge;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod retry;
@@ -74,10 +76,11 @@ pub use self::backoff::ExponentialBackoff;
 pub use self::balance::{Admit, AlwaysAdmit, NoAvailableEndpoint, RoundRobin, RoundRobinHandle};
 pub use self::circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerConfigBuilder, CircuitBreakerHandle,
-    CircuitBreakerLayer, CircuitBreakerMetrics, CircuitOpen, Classify, ErrorsAreFailures, Outcome,
-    SlidingWindow, State, StateChange, TransitionReason, TripReason,
+    CircuitBreakerLayer, CircuitBreakerMetrics, CircuitOpen, Classify, ErrorsAreFailures,
+    HealthCheck, Outcome, SlidingWindow, State, StateChange, TransitionReason, TripReason,
 };
 pub use self::error::{BoxError, InvalidConfig, find_in_chain};
+pub use self::hedge::{Hedge, HedgeConfig, HedgeLayer, HedgeMetrics, HedgePolicy};
 pub use self::retry::{
     RetryBudget, RetryDecision, RetryErrors, RetryMetrics, RetryPolicy, RetryRules,
 };

@@ -70,7 +70,7 @@ async fn get(client: &ResilientClient) -> String {
         .await
         .expect("every request succeeds");
     assert_eq!(response.status(), 200);
-    response.text().await.unwrap()
+    String::from_utf8(response.into_body().to_vec()).unwrap()
 }
 
 #[tokio::test]

@@ -4,6 +4,12 @@
 //! snapshot that every clone reads without a lock; changing it publishes a new snapshot, and
 //! clones pick it up at their next `poll_ready`. Endpoints that stay are the same service values
 //! (clones sharing one breaker), so their breaker state survives any change to the set.
+//!
+//! An instance never sends two calls in a row to the same endpoint while another admits
+//! traffic. Tower's `Retry` sends every attempt of one request through one clone of the
+//! balancer, so this is what makes a retry (or a hedge) land on another endpoint, not merely
+//! probably on another one: under concurrent traffic the shared turn alone could hand the retry
+//! back to the endpoint that just failed.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,6 +59,8 @@ pub struct RoundRobin<K, S> {
     selection: Selection<S>,
     /// Endpoints that were not ready, kept so their wakers stay registered.
     parked: Vec<S>,
+    /// The endpoint this instance called last (its index in the snapshot of that version).
+    last: Option<(u64, usize)>,
 }
 
 enum Selection<S> {
@@ -92,6 +100,7 @@ impl<K, S> RoundRobin<K, S> {
             snapshot,
             selection: Selection::None,
             parked: Vec::new(),
+            last: None,
         }
     }
 
@@ -135,6 +144,9 @@ impl<K, S> Clone for RoundRobin<K, S> {
             snapshot: Arc::clone(&self.snapshot),
             selection: Selection::None,
             parked: Vec::new(),
+            // Tower's `Retry` clones the balancer right after the first call and sends the
+            // retries through the clone: it must know where that call went.
+            last: self.last,
         }
     }
 }
@@ -170,32 +182,26 @@ where
         }
         self.refresh();
         self.parked.clear();
-        let endpoints = &self.snapshot.endpoints;
-        let count = endpoints.len();
+        let count = self.snapshot.endpoints.len();
+        let avoid = self
+            .last
+            .filter(|(version, _)| *version == self.snapshot.version)
+            .map(|(_, index)| index);
         let start = self.shared.cursor.0.fetch_add(1, Ordering::Relaxed);
-        for offset in 0..count {
-            let (_, endpoint) = &endpoints[start.wrapping_add(offset) % count];
-            if !endpoint.admits() {
-                continue;
-            }
-            let mut service = endpoint.clone();
-            match service.poll_ready(cx) {
-                Poll::Ready(Ok(())) => {
-                    if service.try_admit() {
-                        if offset > 0 {
-                            // Skipped endpoints do not get a turn back: the next request goes
-                            // to the endpoint after this one.
-                            self.shared.cursor.0.fetch_add(offset, Ordering::Relaxed);
-                        }
-                        self.selection = Selection::Chosen(service);
-                        return Poll::Ready(Ok(()));
-                    }
+        let turns = (0..count)
+            .map(|offset| (offset, start.wrapping_add(offset) % count))
+            .filter(|(_, index)| Some(*index) != avoid);
+        // The endpoint called last comes after every other: a retry goes elsewhere if it can.
+        let last_resort = avoid.map(|index| (count, index));
+        for (offset, index) in turns.chain(last_resort) {
+            if self.try_select(index, cx) {
+                if offset > 0 && offset < count {
+                    // Skipped endpoints do not get a turn back: the next request goes to the
+                    // endpoint after this one.
+                    self.shared.cursor.0.fetch_add(offset, Ordering::Relaxed);
                 }
-                Poll::Ready(Err(error)) => {
-                    let error: BoxError = error.into();
-                    tracing::debug!(target: "resilience::balance", %error, "skipping an endpoint whose readiness failed");
-                }
-                Poll::Pending => self.parked.push(service),
+                self.last = Some((self.snapshot.version, index));
+                return Poll::Ready(Ok(()));
             }
         }
         if !self.parked.is_empty() {
@@ -213,6 +219,35 @@ where
             }
             Selection::None => panic!("RoundRobin::call without a successful poll_ready first"),
         }
+    }
+}
+
+impl<K, S> RoundRobin<K, S> {
+    /// Takes endpoint `index` if it admits a call and is ready; parks it if it is not ready yet.
+    fn try_select<Request>(&mut self, index: usize, cx: &mut Context<'_>) -> bool
+    where
+        S: Service<Request> + Admit + Clone,
+        S::Error: Into<BoxError>,
+    {
+        let (_, endpoint) = &self.snapshot.endpoints[index];
+        if !endpoint.admits() {
+            return false;
+        }
+        let mut service = endpoint.clone();
+        match service.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                if service.try_admit() {
+                    self.selection = Selection::Chosen(service);
+                    return true;
+                }
+            }
+            Poll::Ready(Err(error)) => {
+                let error: BoxError = error.into();
+                tracing::debug!(target: "resilience::balance", %error, "skipping an endpoint whose readiness failed");
+            }
+            Poll::Pending => self.parked.push(service),
+        }
+        false
     }
 }
 

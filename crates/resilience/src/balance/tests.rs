@@ -330,3 +330,48 @@ async fn waits_for_a_busy_endpoint_instead_of_failing() {
     drop(ready);
     assert_eq!(balancer.call(()).await.unwrap(), "gate");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_call_through_one_instance_goes_elsewhere_even_when_the_turn_points_back() {
+    let fixture = Fixture::new(&["a", "b"]);
+    let mut retrying = RoundRobin::new(
+        fixture
+            .endpoints
+            .iter()
+            .map(|e| (e.name, AlwaysAdmit(e.clone()))),
+    );
+    let mut other = retrying.clone();
+    assert_eq!(send(&mut retrying).await.unwrap(), "a");
+    // Another request takes "b"'s turn, so the shared turn points at "a" again.
+    assert_eq!(send(&mut other).await.unwrap(), "b");
+    assert_eq!(
+        send(&mut retrying).await.unwrap(),
+        "b",
+        "the instance that just called a goes elsewhere"
+    );
+    // Tower's Retry clones the balancer after the first call: the clone knows where it went.
+    let mut retry_clone = retrying.clone();
+    assert_eq!(send(&mut other).await.unwrap(), "a");
+    assert_eq!(
+        send(&mut retry_clone).await.unwrap(),
+        "a",
+        "turn: b; last: b"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_one_endpoint_admitting_a_second_call_goes_back_to_it() {
+    let fixture = Fixture::new(&["a", "b"]);
+    let config = config();
+    fixture.endpoint("b").failing.store(true, Ordering::SeqCst);
+    let mut balancer = RoundRobin::new(fixture.breakers(&config));
+    let mut tripper = balancer.clone();
+    send(&mut tripper).await.unwrap();
+    send(&mut tripper).await.unwrap_err();
+    assert_eq!(send(&mut balancer).await.unwrap(), "a");
+    assert_eq!(
+        send(&mut balancer).await.unwrap(),
+        "a",
+        "b is open: a again"
+    );
+}

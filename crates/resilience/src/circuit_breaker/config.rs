@@ -27,7 +27,7 @@ pub(crate) struct SlowCalls {
 ///
 /// The default trips after 5 consecutive failures, stays open 5 s the first time (doubling on
 /// each failed probe up to 60 s, shortened by up to 10 % jitter) and closes after 1 successful
-/// probe. Rate-based conditions are off by default because they cost one shared atomic write per
+/// probe, giving up on a probe that has not reported back after 10 s. Rate-based conditions are off by default because they cost one shared atomic write per
 /// call; turn them on with the [builder](CircuitBreakerConfig::builder).
 ///
 /// ```
@@ -57,6 +57,7 @@ pub struct CircuitBreakerConfig {
     pub(crate) minimum_calls: u32,
     pub(crate) open: ExponentialBackoff,
     pub(crate) half_open_probes: u16,
+    pub(crate) half_open_max_wait: Duration,
     pub(crate) seed: Option<u64>,
 }
 
@@ -71,6 +72,7 @@ impl Default for CircuitBreakerConfig {
             open: ExponentialBackoff::new(Duration::from_secs(5), Duration::from_secs(60))
                 .with_jitter(0.1),
             half_open_probes: 1,
+            half_open_max_wait: Duration::from_secs(10),
             seed: None,
         }
     }
@@ -184,6 +186,14 @@ impl CircuitBreakerConfigBuilder {
         self
     }
 
+    /// How long a half-open breaker waits for its probes to report back (default 10 s). A probe
+    /// that has not finished by then counts as failed and the breaker opens again, so a probe
+    /// that hangs (with no timeout below the breaker) cannot hold it half-open for good.
+    pub fn half_open_max_wait(mut self, wait: Duration) -> Self {
+        self.config.half_open_max_wait = wait;
+        self
+    }
+
     /// Seeds the jitter, for reproducible open durations in tests.
     pub fn seed(mut self, seed: u64) -> Self {
         self.config.seed = Some(seed);
@@ -247,6 +257,9 @@ impl CircuitBreakerConfigBuilder {
             Ok(n) => n,
             Err(_) => return invalid(format!("half-open admits at most {} probes", u16::MAX)),
         };
+        if config.half_open_max_wait.is_zero() {
+            return invalid("the maximum half-open wait must be greater than zero".into());
+        }
         config.open.validate(COMPONENT)?;
         Ok(config)
     }

@@ -53,6 +53,7 @@ mod error;
 pub mod future;
 mod layer;
 mod policy;
+mod probe;
 mod state;
 mod window;
 
@@ -67,6 +68,7 @@ pub use self::config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder, Slidin
 pub use self::error::CircuitOpen;
 pub use self::layer::CircuitBreakerLayer;
 pub use self::policy::TripReason;
+pub use self::probe::HealthCheck;
 pub use self::state::{CircuitBreakerMetrics, State, StateChange, TransitionReason};
 
 use self::future::ResponseFuture;
@@ -103,6 +105,45 @@ impl<S, C> CircuitBreaker<S, C> {
             classifier,
             reserved: None,
         }
+    }
+
+    /// Checks the endpoint with `check` while the breaker is open, and lets a live call probe
+    /// it as soon as the check passes instead of waiting out the open duration (see
+    /// [`HealthCheck`]). Clones share the check, as they share the breaker.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower::{Service, ServiceExt, service_fn};
+    /// use resilience::{CircuitBreaker, CircuitBreakerConfig, State};
+    /// use resilience::circuit_breaker::HealthCheck;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), resilience::BoxError> {
+    /// let config = CircuitBreakerConfig::builder()
+    ///     .consecutive_failures(1)
+    ///     .open_duration(Duration::from_secs(30))
+    ///     .build()?;
+    /// let flaky = service_fn(|_: ()| async { Err::<(), _>("connection refused") });
+    /// let mut service = CircuitBreaker::new(flaky, &config)
+    ///     .with_health_check(HealthCheck::new(|| async { Ok::<(), std::io::Error>(()) }))?;
+    /// let breaker = service.handle();
+    ///
+    /// assert!(service.ready().await?.call(()).await.is_err());
+    /// assert_eq!(breaker.state(), State::Open);
+    /// // The endpoint answers its check well before the 30 s are up.
+    /// tokio::time::sleep(Duration::from_millis(300)).await;
+    /// assert_eq!(breaker.state(), State::HalfOpen);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfig`](crate::InvalidConfig) when the check's schedule cannot work.
+    pub fn with_health_check(self, check: HealthCheck) -> Result<Self, crate::InvalidConfig> {
+        check.validate()?;
+        self.breaker.set_health_check(check);
+        Ok(self)
     }
 
     /// A handle on this breaker, for operators and status pages.
@@ -257,5 +298,7 @@ impl CircuitBreakerHandle {
     }
 }
 
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;

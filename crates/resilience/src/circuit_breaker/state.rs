@@ -18,11 +18,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
-use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -30,6 +30,7 @@ use super::classify::Outcome;
 use super::config::CircuitBreakerConfig;
 use super::error::CircuitOpen;
 use super::policy::{TripPolicy, TripReason};
+use super::probe::HealthCheck;
 use super::window::{Sample, Window};
 use crate::ExponentialBackoff;
 use crate::striped::{STRIPES, stripe_index};
@@ -95,6 +96,10 @@ pub enum TransitionReason {
     Tripped(TripReason),
     /// The open duration passed; probes may go through.
     OpenDurationElapsed,
+    /// The active health check found the endpoint answering; probes may go through.
+    HealthCheckPassed,
+    /// The probes of a half-open period did not report back within the maximum half-open wait.
+    ProbeTimedOut,
     /// Every probe of the half-open period succeeded.
     ProbesSucceeded(u16),
     /// A probe failed (or was slow).
@@ -112,6 +117,8 @@ impl fmt::Display for TransitionReason {
         match self {
             Self::Tripped(reason) => write!(f, "{reason}"),
             Self::OpenDurationElapsed => f.write_str("open duration elapsed"),
+            Self::HealthCheckPassed => f.write_str("health check passed"),
+            Self::ProbeTimedOut => f.write_str("probe timed out"),
             Self::ProbesSucceeded(1) => f.write_str("probe succeeded"),
             Self::ProbesSucceeded(n) => write!(f, "{n} probes succeeded"),
             Self::ProbeFailed => f.write_str("probe failed"),
@@ -210,9 +217,12 @@ const REJECTED: usize = 3;
 /// The state of one breaker, shared by its lanes.
 struct Core {
     name: Arc<str>,
+    /// Itself, for the health-check task it spawns when it opens.
+    me: Weak<Core>,
     word: AtomicU64,
-    /// While open: when probing may start, in nanoseconds since `epoch`.
-    open_until: AtomicU64,
+    /// In nanoseconds since `epoch`: while open, when probing may start; while half-open, when
+    /// probes that have not reported back are given up.
+    until: AtomicU64,
     consecutive_failures: AtomicU32,
     window: Option<Window>,
     epoch: Instant,
@@ -221,6 +231,7 @@ struct Core {
     needs_clock: bool,
     open_backoff: ExponentialBackoff,
     probes: u16,
+    half_open_wait: Duration,
     cold: Mutex<Cold>,
     events: broadcast::Sender<StateChange>,
 }
@@ -233,6 +244,7 @@ struct Cold {
     rng: SmallRng,
     last_change: Option<StateChange>,
     listeners: Vec<Listener>,
+    health_check: Option<HealthCheck>,
 }
 
 /// One breaker: its core, and the per-thread lanes its permits hold.
@@ -281,7 +293,14 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if self.probe && !self.settled {
+        if self.settled {
+            return;
+        }
+        if crate::abandon::abandoning() {
+            // A hedge gave up on this call: another endpoint answered a whole exchange sooner.
+            self.settled = true;
+            self.lane.core.record(self, Outcome::Failure);
+        } else if self.probe {
             self.lane.core.release_probe(self.generation);
         }
     }
@@ -291,7 +310,7 @@ const EVENT_BUFFER: usize = 64;
 
 impl Breaker {
     pub(crate) fn new(config: &CircuitBreakerConfig, name: Arc<str>) -> Self {
-        let core = Arc::new(Core::new(config, name));
+        let core = Arc::new_cyclic(|me| Core::new(config, name, me.clone()));
         let lanes = (0..STRIPES)
             .map(|_| {
                 Arc::new(Lane {
@@ -335,6 +354,17 @@ impl Breaker {
         self.core.cold().listeners.push(listener);
     }
 
+    /// Checks the endpoint with `check` whenever the breaker opens from now on (and now, if it
+    /// is open already).
+    pub(crate) fn set_health_check(&self, check: HealthCheck) {
+        let mut cold = self.core.cold();
+        cold.health_check = Some(check);
+        let word = self.core.word.load(Ordering::Acquire);
+        if State::from_bits(word) == State::Open {
+            self.core.watch(&mut cold, generation_of(word));
+        }
+    }
+
     pub(crate) fn metrics(&self) -> CircuitBreakerMetrics {
         let count = |field: usize| {
             self.lanes
@@ -348,15 +378,16 @@ impl Breaker {
 }
 
 impl Core {
-    fn new(config: &CircuitBreakerConfig, name: Arc<str>) -> Self {
+    fn new(config: &CircuitBreakerConfig, name: Arc<str>, me: Weak<Core>) -> Self {
         let rng = match config.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_rng(&mut rand::rng()),
         };
         Self {
             name,
+            me,
             word: AtomicU64::new(pack(0, 0, State::Closed)),
-            open_until: AtomicU64::new(0),
+            until: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             window: config.has_window().then(|| Window::new(config.window)),
             epoch: Instant::now(),
@@ -365,12 +396,14 @@ impl Core {
             needs_clock: config.needs_clock(),
             open_backoff: config.open,
             probes: config.half_open_probes,
+            half_open_wait: config.half_open_max_wait,
             cold: Mutex::new(Cold {
                 reopens: 0,
                 probe_successes: 0,
                 rng,
                 last_change: None,
                 listeners: Vec::new(),
+                health_check: None,
             }),
             events: broadcast::channel(EVENT_BUFFER).0,
         }
@@ -399,7 +432,7 @@ impl Core {
             State::ForcedOpen => false,
             State::HalfOpen => probes_of(word) > 0,
             State::Open => {
-                self.nanos_since_epoch(Instant::now()) >= self.open_until.load(Ordering::Acquire)
+                self.nanos_since_epoch(Instant::now()) >= self.until.load(Ordering::Acquire)
             }
         }
     }
@@ -416,7 +449,7 @@ impl Core {
                 State::ForcedOpen => return Err(self.reject(lane, State::ForcedOpen, None)),
                 State::Open => {
                     let now = Instant::now();
-                    let until = self.open_until.load(Ordering::Acquire);
+                    let until = self.until.load(Ordering::Acquire);
                     let now_nanos = self.nanos_since_epoch(now);
                     if now_nanos < until {
                         return Err(self.reject(
@@ -437,7 +470,20 @@ impl Core {
                 }
                 State::HalfOpen => {
                     if probes_of(word) == 0 {
-                        return Err(self.reject(lane, State::HalfOpen, None));
+                        let now = Instant::now();
+                        if self.nanos_since_epoch(now) < self.until.load(Ordering::Acquire) {
+                            return Err(self.reject(lane, State::HalfOpen, None));
+                        }
+                        // HalfOpen => Open: a probe never reported back (no timeout below the
+                        // breaker, or a hung task); count it as failed rather than wait forever.
+                        self.transition(
+                            generation,
+                            State::HalfOpen,
+                            State::Open,
+                            TransitionReason::ProbeTimedOut,
+                            now,
+                        );
+                        continue;
                     }
                     if self
                         .word
@@ -609,11 +655,17 @@ impl Core {
                     0
                 };
                 let duration = self.open_backoff.delay(cold.reopens, &mut cold.rng);
-                self.open_until
+                self.until
                     .store(self.nanos_since_epoch(now + duration), Ordering::Release);
                 open_for = Some(duration);
             }
-            State::HalfOpen => cold.probe_successes = 0,
+            State::HalfOpen => {
+                cold.probe_successes = 0;
+                self.until.store(
+                    self.nanos_since_epoch(now + self.half_open_wait),
+                    Ordering::Release,
+                );
+            }
             State::Closed | State::ForcedClosed | State::ForcedOpen => cold.reopens = 0,
         }
         self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -622,8 +674,12 @@ impl Core {
         } else {
             0
         };
+        let generation = generation_of(word) + 1;
         self.word
-            .store(pack(generation_of(word) + 1, probes, to), Ordering::Release);
+            .store(pack(generation, probes, to), Ordering::Release);
+        if to == State::Open {
+            self.watch(cold, generation);
+        }
         if from == to {
             return;
         }
@@ -651,6 +707,26 @@ impl Core {
         cold.last_change = Some(change);
     }
 
+    /// Starts the health check, if there is one, for the open period `generation`: a task that
+    /// checks the endpoint until the check passes (Open => HalfOpen) or the period ends.
+    fn watch(&self, cold: &mut Cold, generation: u64) {
+        let Some(check) = cold.health_check.clone() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(target: "resilience::circuit_breaker", breaker = %self.name, "no tokio runtime here: the health check waits for the next open period");
+            return;
+        };
+        let rng = SmallRng::seed_from_u64(cold.rng.random());
+        runtime.spawn(watch_open_period(self.me.clone(), generation, check, rng));
+    }
+
+    /// Whether the breaker is still open in `generation`.
+    fn is_open_in(&self, generation: u64) -> bool {
+        let word = self.word.load(Ordering::Acquire);
+        generation_of(word) == generation && State::from_bits(word) == State::Open
+    }
+
     /// The metrics, given the counters summed over the lanes (in the order of their indices).
     fn metrics(
         &self,
@@ -659,7 +735,7 @@ impl Core {
         let last_change = self.cold().last_change.clone();
         let state = self.state();
         let next_probe_in = (state == State::Open).then(|| {
-            let until = self.open_until.load(Ordering::Acquire);
+            let until = self.until.load(Ordering::Acquire);
             Duration::from_nanos(until.saturating_sub(self.nanos_since_epoch(Instant::now())))
         });
         CircuitBreakerMetrics {
@@ -672,6 +748,39 @@ impl Core {
             last_change,
             next_probe_in,
         }
+    }
+}
+
+/// Checks the endpoint of a breaker open in `generation` until the check passes or the open
+/// period ends. Holds the breaker weakly: a dropped breaker stops its check.
+async fn watch_open_period(
+    core: Weak<Core>,
+    generation: u64,
+    check: HealthCheck,
+    mut rng: SmallRng,
+) {
+    loop {
+        tokio::time::sleep(check.next_interval(&mut rng)).await;
+        let still_open = core
+            .upgrade()
+            .is_some_and(|core| core.is_open_in(generation));
+        if !still_open {
+            return;
+        }
+        if !check.passes().await {
+            continue;
+        }
+        if let Some(core) = core.upgrade() {
+            // Open => HalfOpen: the endpoint answers its health check; let a live call probe it.
+            core.transition(
+                generation,
+                State::Open,
+                State::HalfOpen,
+                TransitionReason::HealthCheckPassed,
+                Instant::now(),
+            );
+        }
+        return;
     }
 }
 

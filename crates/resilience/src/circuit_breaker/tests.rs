@@ -12,7 +12,7 @@ use super::*;
 
 /// What the scripted backend does with the next calls.
 #[derive(Clone, Copy, Debug)]
-enum Mode {
+pub(super) enum Mode {
     Succeed,
     Fail,
     SucceedAfter(Duration),
@@ -20,24 +20,24 @@ enum Mode {
 }
 
 #[derive(Clone)]
-struct Backend {
+pub(super) struct Backend {
     calls: Arc<AtomicUsize>,
     mode: Arc<Mutex<Mode>>,
 }
 
 impl Backend {
-    fn new(mode: Mode) -> Self {
+    pub(super) fn new(mode: Mode) -> Self {
         Self {
             calls: Arc::new(AtomicUsize::new(0)),
             mode: Arc::new(Mutex::new(mode)),
         }
     }
 
-    fn set(&self, mode: Mode) {
+    pub(super) fn set(&self, mode: Mode) {
         *self.mode.lock().unwrap() = mode;
     }
 
-    fn calls(&self) -> usize {
+    pub(super) fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
 }
@@ -68,7 +68,7 @@ impl Service<()> for Backend {
     }
 }
 
-fn breaker(config: CircuitBreakerConfig, backend: &Backend) -> CircuitBreaker<Backend> {
+pub(super) fn breaker(config: CircuitBreakerConfig, backend: &Backend) -> CircuitBreaker<Backend> {
     CircuitBreakerLayer::new(config)
         .named("test")
         .layer(backend.clone())
@@ -76,7 +76,7 @@ fn breaker(config: CircuitBreakerConfig, backend: &Backend) -> CircuitBreaker<Ba
 
 use tower_layer::Layer;
 
-fn consecutive(n: u32, open: Duration) -> CircuitBreakerConfig {
+pub(super) fn consecutive(n: u32, open: Duration) -> CircuitBreakerConfig {
     CircuitBreakerConfig::builder()
         .consecutive_failures(n)
         .open_duration(open)
@@ -85,11 +85,11 @@ fn consecutive(n: u32, open: Duration) -> CircuitBreakerConfig {
         .unwrap()
 }
 
-async fn send(service: &mut CircuitBreaker<Backend>) -> Result<(), BoxError> {
+pub(super) async fn send(service: &mut CircuitBreaker<Backend>) -> Result<(), BoxError> {
     service.ready().await?.call(()).await
 }
 
-fn is_open_error(result: &Result<(), BoxError>) -> bool {
+pub(super) fn is_open_error(result: &Result<(), BoxError>) -> bool {
     matches!(result, Err(error) if error.downcast_ref::<CircuitOpen>().is_some())
 }
 

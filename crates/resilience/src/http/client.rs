@@ -1,15 +1,20 @@
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use reqwest::{Client, Method, Request, RequestBuilder, Response, Url};
+use bytes::Bytes;
+use pin_project_lite::pin_project;
+use reqwest::{Client, Method, Request, RequestBuilder, Url};
 use tower::ServiceExt;
 use tower::retry::Retry;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{HttpClassifier, HttpEndpoint, HttpRetryRules};
-use crate::timeout::future::ResponseFuture as DeadlineFuture;
+use super::{DEFAULT_MAX_BODY, HttpClassifier, HttpEndpoint, HttpRetryRules};
+use crate::circuit_breaker::HealthCheck;
+use crate::hedge::{Hedge, HedgeConfig, HedgeMetrics};
 use crate::{
     BoxError, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
     Deadline, ExponentialBackoff, InvalidConfig, RetryBudget, RetryMetrics, RetryPolicy,
@@ -17,15 +22,21 @@ use crate::{
 };
 
 type Endpoint = CircuitBreaker<Timeout<HttpEndpoint>, HttpClassifier>;
-type Stack = Deadline<Retry<RetryPolicy<HttpRetryRules>, RoundRobin<String, Endpoint>>>;
+type Balancer = RoundRobin<String, Endpoint>;
+type Stack = Deadline<Retry<RetryPolicy<HttpRetryRules>, Hedge<Balancer, IdempotentCopies>>>;
 
 /// An HTTP client for one upstream with several endpoints: the whole stack of this crate over
 /// `reqwest`.
 ///
 /// ```text
-/// deadline → retry → round robin ─┬─ breaker → attempt timeout → reqwest → endpoint 1
-///                                 └─ breaker → attempt timeout → reqwest → endpoint 2
+/// deadline → retry → hedge → round robin ─┬─ breaker → attempt timeout → reqwest + body → endpoint 1
+///                                         └─ breaker → attempt timeout → reqwest + body → endpoint 2
+///                          while a breaker is open: GET /health every ~250 ms ──┘
 /// ```
+///
+/// An attempt is the whole exchange: the request, the headers and the body, read to the end
+/// under a cap, so the attempt timeout, the breaker and the retry all cover a body that stalls
+/// or breaks. The answer is an `http::Response<Bytes>`.
 ///
 /// It is a `tower::Service<reqwest::Request>` and cheap to clone (clone it per request). Build
 /// requests with [`request`](Self::request); their host is replaced by the chosen endpoint's.
@@ -42,7 +53,7 @@ type Stack = Deadline<Retry<RetryPolicy<HttpRetryRules>, RoundRobin<String, Endp
 ///     .build()?;
 /// let request = users.request(reqwest::Method::GET, "/users/1").build()?;
 /// let response = users.execute(request).await?;
-/// println!("{}", response.status());
+/// println!("{} {:?}", response.status(), response.body());
 /// for breaker in users.breakers() {
 ///     println!("{}: {}", breaker.name(), breaker.state());
 /// }
@@ -62,28 +73,103 @@ struct Parts {
     endpoints: RoundRobinHandle<String, Endpoint>,
     breakers: Mutex<Vec<CircuitBreakerHandle>>,
     policy: RetryPolicy<HttpRetryRules>,
+    hedge: Hedge<Balancer, IdempotentCopies>,
 }
 
-/// Makes the per-endpoint stack: breaker → attempt timeout → reqwest.
+/// Copies requests that are safe to send twice at once: idempotent methods only (a POST with
+/// an `Idempotency-Key` is retried, never raced), with a body that can be copied.
+#[derive(Debug, Clone, Copy)]
+struct IdempotentCopies {
+    enabled: bool,
+}
+
+impl crate::hedge::HedgePolicy<Request> for IdempotentCopies {
+    fn clone_request(&self, request: &Request) -> Option<Request> {
+        let idempotent = matches!(
+            *request.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+        );
+        if self.enabled && idempotent {
+            request.try_clone()
+        } else {
+            None
+        }
+    }
+}
+
+/// Where and how often to check an endpoint whose breaker is open.
+#[derive(Debug, Clone)]
+struct HealthSettings {
+    path: String,
+    interval: Duration,
+    timeout: Duration,
+}
+
+/// Makes the per-endpoint stack: breaker → attempt timeout → reqwest, with its health check.
 struct EndpointFactory {
     upstream: String,
     client: Client,
     attempt_timeout: Duration,
+    max_body: usize,
     breaker: CircuitBreakerConfig,
+    health: Option<HealthSettings>,
 }
 
 impl EndpointFactory {
     /// The endpoint for `base`, keyed by its URL; its breaker is named `upstream@url`.
-    fn make(&self, base: Url) -> (String, Endpoint) {
+    fn make(&self, base: Url) -> Result<(String, Endpoint), InvalidConfig> {
         let (key, name) = self.key_and_name(&base);
-        let endpoint = CircuitBreakerLayer::new(self.breaker.clone())
-            .with_classifier(HttpClassifier)
-            .named(name)
-            .layer(
-                TimeoutLayer::new(self.attempt_timeout)
-                    .layer(HttpEndpoint::new(self.client.clone(), base)),
-            );
-        (key, endpoint)
+        let health = self
+            .health
+            .as_ref()
+            .map(|health| self.health_check(&base, health))
+            .transpose()?;
+        let mut endpoint =
+            CircuitBreakerLayer::new(self.breaker.clone())
+                .with_classifier(HttpClassifier)
+                .named(name)
+                .layer(TimeoutLayer::new(self.attempt_timeout).layer(
+                    HttpEndpoint::new(self.client.clone(), base).with_max_body(self.max_body),
+                ));
+        if let Some(check) = health {
+            endpoint = endpoint.with_health_check(check)?;
+        }
+        Ok((key, endpoint))
+    }
+
+    /// `GET base/path`, healthy when it answers 2xx and its whole body within the check's
+    /// timeout: an endpoint whose answers stall after the headers is not back.
+    fn health_check(
+        &self,
+        base: &Url,
+        health: &HealthSettings,
+    ) -> Result<HealthCheck, InvalidConfig> {
+        let url = base
+            .join(health.path.trim_start_matches('/'))
+            .map_err(|error| {
+                InvalidConfig::new(
+                    "health check",
+                    format!("{:?} is not a path: {error}", health.path),
+                )
+            })?;
+        let client = self.client.clone();
+        let check = HealthCheck::new(move || {
+            let request = client.get(url.clone());
+            async move {
+                let response = request.send().await?;
+                let status = response.status();
+                response.bytes().await?;
+                match status.is_success() {
+                    true => Ok(()),
+                    false => Err(BoxError::from(format!(
+                        "the health check answered {status}"
+                    ))),
+                }
+            }
+        })
+        .every(health.interval)
+        .timeout(health.timeout);
+        Ok(check)
     }
 
     /// The balancer key (the URL without a trailing slash) and the breaker name.
@@ -117,6 +203,15 @@ impl ResilientClient {
             backoff: ExponentialBackoff::new(Duration::from_millis(25), Duration::from_millis(500))
                 .with_jitter(0.5),
             budget: None,
+            retry_after_cap: None,
+            max_body: DEFAULT_MAX_BODY,
+            health: Some(HealthSettings {
+                path: "/health".to_owned(),
+                interval: Duration::from_millis(250),
+                timeout: Duration::from_millis(250),
+            }),
+            hedge: Some(HedgeConfig::default()),
+            seed: None,
         }
     }
 
@@ -139,8 +234,8 @@ impl ResilientClient {
         }
     }
 
-    /// Sends `request` through the stack.
-    pub async fn execute(&self, request: Request) -> Result<Response, BoxError> {
+    /// Sends `request` through the stack and reads the whole answer.
+    pub async fn execute(&self, request: Request) -> Result<http::Response<Bytes>, BoxError> {
         self.clone().oneshot(request).await
     }
 
@@ -154,9 +249,14 @@ impl ResilientClient {
         self.parts.policy.metrics()
     }
 
+    /// Counters of the hedge, and its current delay.
+    pub fn hedge_metrics(&self) -> HedgeMetrics {
+        self.parts.hedge.metrics()
+    }
+
     /// Adds an endpoint while requests flow (the others keep their breaker state).
     pub fn add_endpoint(&self, url: &str) -> Result<(), InvalidConfig> {
-        let (key, endpoint) = self.parts.factory.make(parse_endpoint(url)?);
+        let (key, endpoint) = self.parts.factory.make(parse_endpoint(url)?)?;
         let handle = endpoint.handle();
         let mut breakers = self.parts.breakers();
         breakers.retain(|existing| existing.name() != handle.name());
@@ -183,21 +283,41 @@ impl std::fmt::Debug for ResilientClient {
 }
 
 impl Service<Request> for ResilientClient {
-    type Response = Response;
+    type Response = http::Response<Bytes>;
     type Error = BoxError;
-    type Future =
-        DeadlineFuture<
-            <Retry<RetryPolicy<HttpRetryRules>, RoundRobin<String, Endpoint>> as Service<
-                Request,
-            >>::Future,
-        >;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.stack.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        self.stack.call(request)
+        ResponseFuture {
+            inner: self.stack.call(request),
+        }
+    }
+}
+
+pin_project! {
+    /// The answer of a [`ResilientClient`]: the first successful attempt's whole response, or
+    /// why there is none. Its type does not name the layers inside, so they can change.
+    pub struct ResponseFuture {
+        #[pin]
+        inner: <Stack as Service<Request>>::Future,
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<http::Response<Bytes>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
@@ -217,8 +337,10 @@ fn parse_endpoint(url: &str) -> Result<Url, InvalidConfig> {
 /// Builds a [`ResilientClient`]; see [`ResilientClient::builder`].
 ///
 /// Defaults: attempt timeout 1 s, deadline 3 s, the default [`CircuitBreakerConfig`] per
-/// endpoint, 3 attempts with backoff from 25 ms to 500 ms (50 % jitter) and the default
-/// [`RetryBudget`].
+/// endpoint with a health check of `GET /health` every 250 ms while open, 3 attempts with
+/// backoff from 25 ms to 500 ms (50 % jitter), `Retry-After` honoured up to half the deadline,
+/// the default [`RetryBudget`] shared by retries and hedges, idempotent requests hedged at the
+/// 95th percentile of latency ([`HedgeConfig::default`]), and bodies read up to 4 MiB.
 #[derive(Debug)]
 pub struct ResilientClientBuilder {
     name: String,
@@ -230,6 +352,11 @@ pub struct ResilientClientBuilder {
     max_attempts: u32,
     backoff: ExponentialBackoff,
     budget: Option<RetryBudget>,
+    retry_after_cap: Option<Duration>,
+    max_body: usize,
+    health: Option<HealthSettings>,
+    hedge: Option<HedgeConfig>,
+    seed: Option<u64>,
 }
 
 impl ResilientClientBuilder {
@@ -251,7 +378,7 @@ impl ResilientClientBuilder {
         self
     }
 
-    /// The limit for one attempt.
+    /// The limit for one attempt: sending the request and reading the whole answer.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = timeout;
         self
@@ -281,9 +408,65 @@ impl ResilientClientBuilder {
         self
     }
 
-    /// Limits retries with `budget`.
+    /// Limits retries and hedges, together, with `budget`.
     pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// Honours a `Retry-After` of at most `cap` (default: half the deadline); it must be shorter
+    /// than the deadline.
+    pub fn retry_after_cap(mut self, cap: Duration) -> Self {
+        self.retry_after_cap = Some(cap);
+        self
+    }
+
+    /// Reads at most `bytes` of an answer; a longer one fails its attempt with
+    /// [`BodyTooLarge`](super::BodyTooLarge) and is not retried (default 4 MiB).
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// While an endpoint's breaker is open, checks it with `GET path` every `interval`
+    /// (jittered), allowing each check `timeout`; a 2xx lets a live request probe it at once
+    /// (default: `/health`, every 250 ms, 250 ms each).
+    pub fn health_check(
+        mut self,
+        path: impl Into<String>,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Self {
+        self.health = Some(HealthSettings {
+            path: path.into(),
+            interval,
+            timeout,
+        });
+        self
+    }
+
+    /// No health check: an open breaker waits out its open duration for a live probe.
+    pub fn without_health_check(mut self) -> Self {
+        self.health = None;
+        self
+    }
+
+    /// Hedges idempotent requests as `config` says.
+    pub fn hedge(mut self, config: HedgeConfig) -> Self {
+        self.hedge = Some(config);
+        self
+    }
+
+    /// Never hedges.
+    pub fn without_hedging(mut self) -> Self {
+        self.hedge = None;
+        self
+    }
+
+    /// Seeds every source of jitter (retry backoff, open durations, health-check intervals),
+    /// for reproducible runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
         self
     }
 
@@ -314,29 +497,51 @@ impl ResilientClientBuilder {
         if let Some(budget) = self.budget {
             policy = policy.budget(budget);
         }
+        if let Some(cap) = self.retry_after_cap {
+            policy = policy.retry_after_cap(cap);
+        }
+        if let Some(seed) = self.seed {
+            policy = policy.seed(seed);
+        }
         let policy = policy.build()?;
+        let mut breaker = self.breaker;
+        if let Some(seed) = self.seed {
+            breaker.seed = Some(seed);
+        }
         let factory = EndpointFactory {
             upstream: self.name,
             client: self.client.unwrap_or_default(),
             attempt_timeout: self.attempt_timeout,
-            breaker: self.breaker,
+            max_body: self.max_body,
+            breaker,
+            health: self.health,
         };
         let request_base = bases[0].clone();
-        let endpoints: Vec<(String, Endpoint)> =
-            bases.into_iter().map(|base| factory.make(base)).collect();
+        let endpoints = bases
+            .into_iter()
+            .map(|base| factory.make(base))
+            .collect::<Result<Vec<_>, _>>()?;
         let breakers = endpoints
             .iter()
             .map(|(_, endpoint)| endpoint.handle())
             .collect();
         let balancer = RoundRobin::new(endpoints);
+        let copies = IdempotentCopies {
+            enabled: self.hedge.is_some(),
+        };
+        let mut hedge = Hedge::new(balancer.clone(), copies, self.hedge.unwrap_or_default());
+        if let Some(budget) = policy.budget() {
+            hedge = hedge.with_budget(Arc::clone(budget));
+        }
         let parts = Parts {
             factory,
             request_base,
             endpoints: balancer.handle(),
             breakers: Mutex::new(breakers),
             policy: policy.clone(),
+            hedge: hedge.clone(),
         };
-        let stack = Deadline::new(Retry::new(policy, balancer), self.deadline);
+        let stack = Deadline::new(Retry::new(policy, hedge), self.deadline);
         Ok(ResilientClient {
             stack,
             parts: Arc::new(parts),

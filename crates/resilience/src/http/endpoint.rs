@@ -1,22 +1,48 @@
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
-use reqwest::{Client, Request, Response, Url};
+use bytes::Bytes;
+use pin_project_lite::pin_project;
+use reqwest::{Client, Request, Url};
 use tower_service::Service;
 
-/// A `reqwest::Client` bound to one base URL.
+use super::body::ReadBody;
+use crate::BoxError;
+
+/// The most an endpoint reads of one response body unless told otherwise: 4 MiB.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A `reqwest::Client` bound to one base URL, answering with the whole (capped) response.
 ///
 /// Requests keep their path and query and take the endpoint's scheme, host and port (and base
 /// path, if it has one), so one request can go to whichever endpoint a balancer picks.
+///
+/// The response is read to the end before the future resolves, so an attempt timeout and a
+/// breaker around this service cover the body too: a body that stalls times the attempt out, a
+/// body that breaks or passes the cap ([`BodyTooLarge`](super::BodyTooLarge)) fails it.
 #[derive(Debug, Clone)]
 pub struct HttpEndpoint {
     client: Client,
     base: Url,
+    max_body: usize,
 }
 
 impl HttpEndpoint {
-    /// Sends requests to `base` through `client`.
+    /// Sends requests to `base` through `client`, reading at most [`DEFAULT_MAX_BODY`] bytes of
+    /// each answer.
     pub fn new(client: Client, base: Url) -> Self {
-        Self { client, base }
+        Self {
+            client,
+            base,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+
+    /// Reads at most `bytes` of each answer instead.
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
     }
 
     /// The base URL.
@@ -38,17 +64,80 @@ impl HttpEndpoint {
 }
 
 impl Service<Request> for HttpEndpoint {
-    type Response = Response;
-    type Error = reqwest::Error;
-    type Future = <Client as Service<Request>>::Future;
+    type Response = http::Response<Bytes>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<Request>::poll_ready(&mut self.client, cx)
+        Service::<Request>::poll_ready(&mut self.client, cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         *request.url_mut() = self.rebase(request.url());
-        self.client.call(request)
+        ResponseFuture {
+            state: Exchange::Sending {
+                future: self.client.call(request),
+                max_body: self.max_body,
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The whole answer of an [`HttpEndpoint`]: its headers, then its body read to the end.
+    pub struct ResponseFuture {
+        #[pin]
+        state: Exchange,
+    }
+}
+
+pin_project! {
+    #[project = ExchangeProj]
+    enum Exchange {
+        Sending {
+            #[pin]
+            future: <Client as Service<Request>>::Future,
+            max_body: usize,
+        },
+        Reading {
+            parts: Option<http::response::Parts>,
+            #[pin]
+            body: ReadBody<reqwest::Body>,
+        },
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<http::Response<Bytes>, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let mut state = self.as_mut().project().state;
+            match state.as_mut().project() {
+                ExchangeProj::Sending { future, max_body } => {
+                    let response = ready!(future.poll(cx))?;
+                    let (parts, body) = http::Response::from(response).into_parts();
+                    let body = ReadBody::new(body, *max_body);
+                    state.set(Exchange::Reading {
+                        parts: Some(parts),
+                        body,
+                    });
+                }
+                ExchangeProj::Reading { parts, body } => {
+                    let body = ready!(body.poll(cx))?;
+                    let parts = parts
+                        .take()
+                        .expect("an endpoint future is polled after it completed");
+                    return Poll::Ready(Ok(http::Response::from_parts(parts, body)));
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 

@@ -9,12 +9,14 @@
 //!   sent to whichever endpoint the balancer picks.
 //! - [`ResilientClient`]: the full stack over a list of endpoint URLs.
 
+mod body;
 mod classify;
 mod client;
 mod endpoint;
 mod retry;
 
+pub use self::body::{BodyFailed, BodyTooLarge, ReadBody};
 pub use self::classify::HttpClassifier;
 pub use self::client::{ResilientClient, ResilientClientBuilder};
-pub use self::endpoint::HttpEndpoint;
+pub use self::endpoint::{DEFAULT_MAX_BODY, HttpEndpoint, ResponseFuture as EndpointFuture};
 pub use self::retry::{HttpRetryRules, parse_retry_after};

@@ -1,8 +1,9 @@
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Method, StatusCode, header};
-use reqwest::{Request, Response};
+use reqwest::Request;
 
+use super::BodyTooLarge;
 use crate::BoxError;
 use crate::find_in_chain;
 use crate::retry::{RetryDecision, RetryRules, is_local_rejection};
@@ -14,18 +15,22 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// HTTP retry rules.
 ///
 /// - A request may be retried when its method is idempotent (GET, HEAD, OPTIONS, PUT, DELETE,
-///   TRACE) or it carries an `Idempotency-Key` header. Any request may be retried when the
-///   connection failed, because then it provably never reached the server.
-/// - Retried results: transport errors and timeouts, and the answers 429, 500, 502, 503 and 504.
-///   A `Retry-After` on such an answer sets the delay.
-/// - Never retried: this crate's own rejections ([`is_local_rejection`]), and requests whose
-///   body is a stream. Those are sent once; the policy counts them in
+///   TRACE) or it carries an `Idempotency-Key` header.
+/// - Any request whose connection failed is retried at once ([`RetryDecision::RetryNow`]): it
+///   provably never reached the server, so it goes to another endpoint without a backoff.
+/// - Retried results: transport errors, timeouts and broken bodies, and the answers 429, 500,
+///   502, 503 and 504. A `Retry-After` on such an answer sets the delay.
+/// - Never retried: this crate's own rejections ([`is_local_rejection`]), a body over the cap
+///   ([`BodyTooLarge`]: another replica would send the same), and requests whose body is a
+///   stream. Those are sent once; the policy counts them in
 ///   [`RetryMetrics::not_cloneable`](crate::RetryMetrics::not_cloneable) and logs why.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpRetryRules;
 
 impl HttpRetryRules {
-    fn is_replayable(request: &Request) -> bool {
+    /// Whether sending `request` twice is harmless: an idempotent method, or an
+    /// `Idempotency-Key` the server deduplicates by.
+    pub fn is_replayable(request: &Request) -> bool {
         matches!(
             *request.method(),
             Method::GET
@@ -42,7 +47,7 @@ impl HttpRetryRules {
     }
 }
 
-impl RetryRules<Request, Response, BoxError> for HttpRetryRules {
+impl<B> RetryRules<Request, http::Response<B>, BoxError> for HttpRetryRules {
     fn clone_request(&self, request: &Request) -> Option<Request> {
         let copy = request.try_clone();
         if copy.is_none() {
@@ -56,13 +61,19 @@ impl RetryRules<Request, Response, BoxError> for HttpRetryRules {
         copy
     }
 
-    fn classify(&self, request: &Request, result: &Result<Response, BoxError>) -> RetryDecision {
+    fn classify(
+        &self,
+        request: &Request,
+        result: &Result<http::Response<B>, BoxError>,
+    ) -> RetryDecision {
         match result {
             Err(error) => {
                 let error: &(dyn std::error::Error + 'static) = error.as_ref();
-                if is_local_rejection(error) {
+                if is_local_rejection(error) || find_in_chain::<BodyTooLarge>(error).is_some() {
                     RetryDecision::DoNotRetry
-                } else if Self::is_replayable(request) || never_sent(error) {
+                } else if never_sent(error) {
+                    RetryDecision::RetryNow
+                } else if Self::is_replayable(request) {
                     RetryDecision::Retry
                 } else {
                     RetryDecision::DoNotRetry
@@ -114,12 +125,14 @@ mod tests {
         request
     }
 
+    type Response = http::Response<()>;
+
     fn response(status: u16, retry_after: Option<&str>) -> Result<Response, BoxError> {
         let mut builder = http::Response::builder().status(status);
         if let Some(value) = retry_after {
             builder = builder.header(header::RETRY_AFTER, value);
         }
-        Ok(Response::from(builder.body(Vec::<u8>::new()).unwrap()))
+        Ok(builder.body(()).unwrap())
     }
 
     fn upstream_error() -> Result<Response, BoxError> {
@@ -195,18 +208,34 @@ mod tests {
     #[test]
     fn local_rejections_are_never_retried() {
         let get = request(Method::GET, false);
-        let open = crate::CircuitOpen::new(
+        let open: Result<Response, BoxError> = Err(crate::CircuitOpen::new(
             "users-1".into(),
             crate::State::Open,
             Some(Duration::from_secs(1)),
-        );
+        )
+        .into());
         assert_eq!(
-            HttpRetryRules.classify(&get, &Err(open.into())),
+            HttpRetryRules.classify(&get, &open),
             RetryDecision::DoNotRetry
         );
-        let none = crate::NoAvailableEndpoint::new(2);
+        let none: Result<Response, BoxError> = Err(crate::NoAvailableEndpoint::new(2).into());
         assert_eq!(
-            HttpRetryRules.classify(&get, &Err(none.into())),
+            HttpRetryRules.classify(&get, &none),
+            RetryDecision::DoNotRetry
+        );
+    }
+
+    #[test]
+    fn an_oversized_body_is_not_retried() {
+        let get = request(Method::GET, false);
+        let body = futures::executor::block_on(crate::http::ReadBody::new(
+            http_body_util::Full::new(bytes::Bytes::from_static(b"too long")),
+            3,
+        ));
+        let result: Result<Response, BoxError> = body.map(|_| http::Response::new(()));
+        assert!(result.is_err());
+        assert_eq!(
+            HttpRetryRules.classify(&get, &result),
             RetryDecision::DoNotRetry
         );
     }
@@ -216,10 +245,13 @@ mod tests {
         let mut streaming = request(Method::PUT, false);
         let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![Ok(b"chunk")];
         *streaming.body_mut() = Some(reqwest::Body::wrap_stream(futures::stream::iter(chunks)));
-        assert!(HttpRetryRules.clone_request(&streaming).is_none());
+        let copy = |request: &Request| {
+            RetryRules::<Request, Response, BoxError>::clone_request(&HttpRetryRules, request)
+        };
+        assert!(copy(&streaming).is_none());
         let mut buffered = request(Method::PUT, false);
         *buffered.body_mut() = Some(reqwest::Body::from("whole"));
-        assert!(HttpRetryRules.clone_request(&buffered).is_some());
+        assert!(copy(&buffered).is_some());
     }
 
     #[test]

@@ -7,8 +7,9 @@ use tokio::time::Instant;
 use crate::InvalidConfig;
 use crate::striped::StripedCounters;
 
-/// Tokens are counted in thousandths, so ratios like 0.1 add up exactly.
-const MILLI: u64 = 1000;
+/// Tokens are counted in millionths, so every ratio down to 0.0001 % (one in a million) adds
+/// up exactly: 0.04 % of 10,000 requests is 4 retries, not 0 or 10.
+const MICRO: u64 = 1_000_000;
 
 /// Limits retries to `ratio` of requests plus `min_per_sec` per second.
 ///
@@ -22,9 +23,9 @@ const MILLI: u64 = 1000;
 /// taken only when a retry is considered.
 #[derive(Debug)]
 pub struct RetryBudget {
-    ratio_milli: u64,
+    ratio_micro: u64,
     min_per_sec: u32,
-    max_tokens_milli: u64,
+    max_tokens_micro: u64,
     deposits: StripedCounters<1>,
     state: Mutex<BudgetState>,
 }
@@ -32,12 +33,15 @@ pub struct RetryBudget {
 #[derive(Debug)]
 struct BudgetState {
     deposits_counted: u64,
-    balance_milli: u64,
+    balance_micro: u64,
     refilled_at: Option<Instant>,
 }
 
 impl RetryBudget {
     /// Retries may be `ratio` (e.g. 0.2) of requests plus `min_per_sec` each second.
+    ///
+    /// The ratio is kept in millionths: it must be 0 or at least 0.000001 (0.0001 %), and is
+    /// rounded to the nearest millionth.
     pub fn new(ratio: f64, min_per_sec: u32) -> Result<Self, InvalidConfig> {
         if !(ratio.is_finite() && (0.0..=1000.0).contains(&ratio)) {
             return Err(InvalidConfig::new(
@@ -45,14 +49,23 @@ impl RetryBudget {
                 format!("the ratio of retries to requests must be between 0 and 1000, got {ratio}"),
             ));
         }
+        let ratio_micro = (ratio * MICRO as f64).round() as u64;
+        if ratio_micro == 0 && ratio > 0.0 {
+            return Err(InvalidConfig::new(
+                "retry budget",
+                format!(
+                    "a ratio of {ratio} is below the budget's resolution of 0.000001 (one retry per million requests); use 0 for no ratio"
+                ),
+            ));
+        }
         Ok(Self {
-            ratio_milli: (ratio * MILLI as f64).round() as u64,
+            ratio_micro,
             min_per_sec,
-            max_tokens_milli: 100 * MILLI,
+            max_tokens_micro: 100 * MICRO,
             deposits: StripedCounters::new(),
             state: Mutex::new(BudgetState {
                 deposits_counted: 0,
-                balance_milli: u64::from(min_per_sec) * MILLI,
+                balance_micro: u64::from(min_per_sec) * MICRO,
                 refilled_at: None,
             }),
         })
@@ -60,7 +73,7 @@ impl RetryBudget {
 
     /// Caps unspent tokens at `max` (at least 1) instead of 100.
     pub fn with_max_tokens(mut self, max: u32) -> Self {
-        self.max_tokens_milli = u64::from(max.max(1)) * MILLI;
+        self.max_tokens_micro = u64::from(max.max(1)) * MICRO;
         self
     }
 
@@ -77,22 +90,22 @@ impl RetryBudget {
         let new_deposits = deposits.wrapping_sub(state.deposits_counted);
         state.deposits_counted = deposits;
         let mut balance = state
-            .balance_milli
-            .saturating_add(new_deposits.saturating_mul(self.ratio_milli));
+            .balance_micro
+            .saturating_add(new_deposits.saturating_mul(self.ratio_micro));
         if let Some(refilled_at) = state.refilled_at {
             let elapsed = now.saturating_duration_since(refilled_at);
             let floor = elapsed
-                .as_millis()
+                .as_micros()
                 .saturating_mul(u128::from(self.min_per_sec));
             balance = balance.saturating_add(u64::try_from(floor).unwrap_or(u64::MAX));
         }
         state.refilled_at = Some(now);
-        balance = balance.min(self.max_tokens_milli);
-        let granted = balance >= MILLI;
+        balance = balance.min(self.max_tokens_micro);
+        let granted = balance >= MICRO;
         if granted {
-            balance -= MILLI;
+            balance -= MICRO;
         }
-        state.balance_milli = balance;
+        state.balance_micro = balance;
         granted
     }
 
@@ -148,6 +161,34 @@ mod tests {
         }
         let granted = (0..10).filter(|_| budget.try_withdraw()).count();
         assert_eq!(granted, 3);
+    }
+
+    fn granted_over(budget: &RetryBudget, requests: u32) -> u32 {
+        let mut granted = 0;
+        for _ in 0..requests {
+            budget.deposit();
+            if budget.try_withdraw() {
+                granted += 1;
+            }
+        }
+        granted
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn small_ratios_are_exact() {
+        let cases = [(0.006, 60), (0.0004, 4), (0.0015, 15), (0.0001, 1)];
+        for (ratio, expected) in cases {
+            let budget = RetryBudget::new(ratio, 0).unwrap();
+            assert_eq!(granted_over(&budget, 10_000), expected, "ratio {ratio}");
+        }
+    }
+
+    #[test]
+    fn a_ratio_below_the_resolution_is_refused() {
+        let error = RetryBudget::new(0.000_000_4, 0).unwrap_err();
+        assert!(error.reason().contains("resolution"), "{error}");
+        assert!(RetryBudget::new(0.0, 1).is_ok(), "0 means floor only");
+        assert!(RetryBudget::new(0.000_001, 0).is_ok());
     }
 
     #[test]

@@ -16,10 +16,12 @@
 //! [`NoAvailableEndpoint`](crate::NoAvailableEndpoint)): no upstream failed, and retrying a local
 //! "no" only spins.
 
+mod backoff;
 mod budget;
 mod policy;
 mod rules;
 
+pub use self::backoff::Backoff;
 pub use self::budget::RetryBudget;
 pub use self::policy::{RetryMetrics, RetryPolicy, RetryPolicyBuilder};
 pub use self::rules::{RetryDecision, RetryErrors, RetryRules, is_local_rejection};

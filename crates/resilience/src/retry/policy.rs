@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::retry::Policy;
 
+use super::backoff::Backoff;
 use super::{RetryBudget, RetryDecision, RetryErrors, RetryRules};
 use crate::{ExponentialBackoff, InvalidConfig};
 
@@ -54,9 +55,12 @@ struct Settings {
     retry_after_cap: Duration,
 }
 
+/// Without a deadline, a server may ask for up to this long a wait (`Retry-After`).
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(5);
+
 #[derive(Debug)]
 struct Shared {
-    budget: Option<RetryBudget>,
+    budget: Option<Arc<RetryBudget>>,
     rng: Mutex<SmallRng>,
     retries: AtomicU64,
     budget_exhausted: AtomicU64,
@@ -79,7 +83,8 @@ pub struct RetryMetrics {
 
 impl RetryPolicy {
     /// Starts from the defaults: 3 attempts, backoff from 50 ms doubling to 2 s with 50 %
-    /// jitter, the default [`RetryBudget`], no deadline, retrying any error.
+    /// jitter, the default [`RetryBudget`], no deadline, retrying any error, and a
+    /// `Retry-After` cap of 5 s (half the deadline, when one is set).
     pub fn builder() -> RetryPolicyBuilder<RetryErrors> {
         RetryPolicyBuilder {
             rules: RetryErrors,
@@ -89,9 +94,10 @@ impl RetryPolicy {
                     .with_jitter(0.5),
                 deadline: None,
                 min_attempt_time: Duration::ZERO,
-                retry_after_cap: Duration::from_secs(5),
+                retry_after_cap: RETRY_AFTER_CAP,
             },
-            budget: Some(RetryBudget::default()),
+            retry_after_cap: None,
+            budget: Some(Arc::new(RetryBudget::default())),
             seed: None,
         }
     }
@@ -113,6 +119,17 @@ impl<R> RetryPolicy<R> {
         &self.rules
     }
 
+    /// The budget retries draw on, to share it with another layer that sends extra requests
+    /// (a [`Hedge`](crate::hedge::Hedge)), so that together they stay within it.
+    pub fn budget(&self) -> Option<&Arc<RetryBudget>> {
+        self.shared.budget.as_ref()
+    }
+
+    /// The longest `Retry-After` wait this policy honours.
+    pub fn retry_after_cap(&self) -> Duration {
+        self.settings.retry_after_cap
+    }
+
     fn next_backoff(&self) -> Duration {
         // Locked only on the retry path; a clone per request cannot own the jitter source, or
         // every request would draw the same "random" delays.
@@ -130,7 +147,8 @@ impl<R> RetryPolicy<R> {
 pub struct RetryPolicyBuilder<R> {
     rules: R,
     settings: Settings,
-    budget: Option<RetryBudget>,
+    retry_after_cap: Option<Duration>,
+    budget: Option<Arc<RetryBudget>>,
     seed: Option<u64>,
 }
 
@@ -140,6 +158,7 @@ impl<R> RetryPolicyBuilder<R> {
         RetryPolicyBuilder {
             rules,
             settings: self.settings,
+            retry_after_cap: self.retry_after_cap,
             budget: self.budget,
             seed: self.seed,
         }
@@ -157,9 +176,10 @@ impl<R> RetryPolicyBuilder<R> {
         self
     }
 
-    /// Limits retries with `budget`.
-    pub fn budget(mut self, budget: RetryBudget) -> Self {
-        self.budget = Some(budget);
+    /// Limits retries with `budget`; pass an `Arc` to share one budget between several
+    /// policies or with a [`Hedge`](crate::hedge::Hedge).
+    pub fn budget(mut self, budget: impl Into<Arc<RetryBudget>>) -> Self {
+        self.budget = Some(budget.into());
         self
     }
 
@@ -184,9 +204,11 @@ impl<R> RetryPolicyBuilder<R> {
         self
     }
 
-    /// A server asking to wait longer than this (`Retry-After`) is not retried (default 5 s).
+    /// A server asking to wait longer than this (`Retry-After`) is not retried (default 5 s, or
+    /// half the [deadline](Self::deadline) when one is set, so an honoured wait leaves time for
+    /// the retry itself). With a deadline, the cap must be shorter than it.
     pub fn retry_after_cap(mut self, cap: Duration) -> Self {
-        self.settings.retry_after_cap = cap;
+        self.retry_after_cap = Some(cap);
         self
     }
 
@@ -212,13 +234,27 @@ impl<R> RetryPolicyBuilder<R> {
             ));
         }
         self.settings.backoff.validate("retry backoff")?;
+        let mut settings = self.settings;
+        settings.retry_after_cap = match (self.retry_after_cap, settings.deadline) {
+            (Some(cap), Some(deadline)) if cap >= deadline => {
+                return Err(InvalidConfig::new(
+                    "retry",
+                    format!(
+                        "a Retry-After cap of {cap:?} can never be honoured within the {deadline:?} deadline; make it shorter than the deadline"
+                    ),
+                ));
+            }
+            (Some(cap), _) => cap,
+            (None, Some(deadline)) => RETRY_AFTER_CAP.min(deadline / 2),
+            (None, None) => RETRY_AFTER_CAP,
+        };
         let rng = match self.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_rng(&mut rand::rng()),
         };
         Ok(RetryPolicy {
             rules: self.rules,
-            settings: self.settings,
+            settings,
             shared: Arc::new(Shared {
                 budget: self.budget,
                 rng: Mutex::new(rng),
@@ -237,22 +273,31 @@ impl<R, Request, Response, Error> Policy<Request, Response, Error> for RetryPoli
 where
     R: RetryRules<Request, Response, Error>,
 {
-    type Future = Sleep;
+    type Future = Backoff;
 
     fn retry(
         &mut self,
         request: &mut Request,
         result: &mut Result<Response, Error>,
     ) -> Option<Self::Future> {
-        let server_delay = match self.rules.classify(request, result) {
+        let decision = self.rules.classify(request, result);
+        let server_delay = match decision {
             RetryDecision::DoNotRetry => return None,
-            RetryDecision::Retry => None,
+            RetryDecision::Retry | RetryDecision::RetryNow => None,
             RetryDecision::RetryAfter(delay) => Some(delay),
         };
         let attempts = self.retries + 1;
         if attempts >= self.settings.max_attempts {
             tracing::debug!(target: "resilience::retry", attempts, "giving up: attempt limit reached");
             return None;
+        }
+        if decision == RetryDecision::RetryNow {
+            // Never sent: go elsewhere at once. No backoff (nothing is overloaded by a refused
+            // connection) and no budget (the retry is the only copy any service will see).
+            tracing::debug!(target: "resilience::retry", attempts, "retrying at once: the request was never sent");
+            self.retries += 1;
+            self.shared.retries.fetch_add(1, Ordering::Relaxed);
+            return Some(Backoff::none());
         }
         if let Some(asked) = server_delay.filter(|asked| *asked > self.settings.retry_after_cap) {
             tracing::debug!(target: "resilience::retry", ?asked, "not retrying: the server asked to wait longer than the cap");
@@ -278,7 +323,7 @@ where
         }
         self.retries += 1;
         self.shared.retries.fetch_add(1, Ordering::Relaxed);
-        Some(tokio::time::sleep(delay))
+        Some(Backoff::sleep(delay))
     }
 
     fn clone_request(&mut self, request: &Request) -> Option<Request> {

@@ -12,6 +12,10 @@ pub enum RetryDecision {
     DoNotRetry,
     /// Retry after the policy's backoff.
     Retry,
+    /// Retry at once, without backoff and without spending the retry budget: the request never
+    /// reached the service (its connection was refused), so sending it elsewhere adds no load
+    /// to anything that is failing.
+    RetryNow,
     /// Retry, but not before this long (the server said so, e.g. with `Retry-After`).
     RetryAfter(Duration),
 }

@@ -219,19 +219,127 @@ async fn each_request_gets_its_own_deadline_and_attempt_count() {
     assert_eq!(ms, [0, 300, 600, 600, 900, 1200]);
 }
 
+/// Retries "refused" at once (it was never sent) and anything else after the backoff.
+#[derive(Clone, Copy)]
+struct RefusedNeverSent;
+
+impl RetryRules<u32, u32, BoxError> for RefusedNeverSent {
+    fn clone_request(&self, request: &u32) -> Option<u32> {
+        Some(*request)
+    }
+
+    fn classify(&self, _: &u32, result: &Result<u32, BoxError>) -> RetryDecision {
+        match result {
+            Err(error) if error.to_string() == "refused" => RetryDecision::RetryNow,
+            Err(_) => RetryDecision::Retry,
+            Ok(_) => RetryDecision::DoNotRetry,
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_never_sent_is_retried_at_once_and_free() {
+    let origin = Instant::now();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let service = recording_service(attempts.clone(), origin, |attempt| match attempt {
+        1 => Err("refused".into()),
+        _ => Ok(0),
+    });
+    // A budget with nothing in it: a retry that had to pay would not be sent.
+    let empty = RetryBudget::new(0.0, 0).unwrap();
+    let policy = RetryPolicy::builder()
+        .rules(RefusedNeverSent)
+        .backoff(fixed(500))
+        .budget(empty)
+        .build()
+        .unwrap();
+    assert_eq!(
+        Retry::new(policy.clone(), service)
+            .oneshot(5)
+            .await
+            .unwrap(),
+        5
+    );
+    assert_eq!(*attempts.lock().unwrap(), [Duration::ZERO, Duration::ZERO]);
+    assert_eq!(policy.metrics().retries, 1);
+
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let service = recording_service(attempts.clone(), origin, |attempt| match attempt {
+        1 => Err("reset".into()),
+        _ => Ok(0),
+    });
+    let paying = RetryPolicy::builder()
+        .rules(RefusedNeverSent)
+        .backoff(fixed(500))
+        .budget(RetryBudget::new(0.0, 0).unwrap())
+        .build()
+        .unwrap();
+    Retry::new(paying.clone(), service)
+        .oneshot(5)
+        .await
+        .unwrap_err();
+    assert_eq!(attempts.lock().unwrap().len(), 1, "a sent request pays");
+    assert_eq!(paying.metrics().budget_exhausted, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_is_exact_at_small_ratios() {
+    for (ratio, expected) in [(0.006, 60), (0.0004, 4)] {
+        let service = service_fn(|_: u32| async { Err::<u32, BoxError>("down".into()) });
+        let policy = RetryPolicy::builder()
+            .max_attempts(2)
+            .backoff(fixed(1))
+            .budget(RetryBudget::new(ratio, 0).unwrap())
+            .build()
+            .unwrap();
+        let retrying = Retry::new(policy.clone(), service);
+        for request in 0..10_000 {
+            retrying.clone().oneshot(request).await.unwrap_err();
+        }
+        assert_eq!(policy.metrics().retries, expected, "ratio {ratio}");
+    }
+}
+
+#[test]
+fn the_retry_after_cap_fits_inside_the_deadline() {
+    let with_deadline = RetryPolicy::builder()
+        .deadline(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    assert_eq!(with_deadline.retry_after_cap(), Duration::from_millis(1500));
+    let without = RetryPolicy::builder().build().unwrap();
+    assert_eq!(without.retry_after_cap(), Duration::from_secs(5));
+    let long_deadline = RetryPolicy::builder()
+        .deadline(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    assert_eq!(long_deadline.retry_after_cap(), Duration::from_secs(5));
+    let impossible = RetryPolicy::builder()
+        .deadline(Duration::from_secs(3))
+        .retry_after_cap(Duration::from_secs(5))
+        .build()
+        .unwrap_err();
+    assert!(
+        impossible.reason().contains("never be honoured"),
+        "{impossible}"
+    );
+}
+
 #[cfg(feature = "http")]
 mod http_rules {
     use super::*;
     use crate::http::HttpRetryRules;
     use ::http::header::RETRY_AFTER;
-    use reqwest::{Method, Request, Response};
+    use reqwest::{Method, Request};
+
+    type Response = ::http::Response<()>;
 
     fn answer(status: u16, retry_after: Option<&'static str>) -> Result<Response, BoxError> {
         let mut builder = ::http::Response::builder().status(status);
         if let Some(value) = retry_after {
             builder = builder.header(RETRY_AFTER, value);
         }
-        Ok(Response::from(builder.body(Vec::<u8>::new()).unwrap()))
+        Ok(builder.body(()).unwrap())
     }
 
     /// Answers each attempt with the next scripted result, recording when it came.
