@@ -1,6 +1,6 @@
 //! The orders: what is stored, and the one place that picks the database. Each function here
-//! runs the SQLite version ([`sqlite`], blocking, on the pool's threads) or the PostgreSQL one
-//! ([`postgres`], async), with the same results and the same errors, so handlers do not care
+//! runs the SQLite version (`sqlite.rs`, blocking, on the pool's threads) or the PostgreSQL one
+//! (`postgres.rs`, async), with the same results and the same errors, so handlers do not care
 //! which database they use. Either way an order and its items are written in one transaction.
 
 use demo_kit::AppError;
