@@ -1,4 +1,5 @@
-//! `Idempotency-Key` on POST, stored in the service's own database (feature `sqlite`).
+//! `Idempotency-Key` on POST, stored in the service's own database (feature `sqlite`; the
+//! PostgreSQL counterpart is [`postgres`], feature `postgres`).
 //!
 //! A client (or the gateway, retrying) sends the same POST again with the same key: the first
 //! answer is replayed (same status, same body, same id) and nothing new is written. The same key
@@ -11,6 +12,9 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::error::{AppError, ErrorCode};
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 /// The request header carrying the key.
 pub const HEADER: &str = "idempotency-key";
@@ -95,6 +99,16 @@ pub fn lookup(
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
+    replay_or_refuse(key, fingerprint, found)
+}
+
+/// What a stored `(request, status, response)` for `key` means for a request with
+/// `fingerprint`: nothing stored, a replay, or a key reused for another request (422).
+fn replay_or_refuse(
+    key: &str,
+    fingerprint: &str,
+    found: Option<(String, u16, String)>,
+) -> Result<Option<StoredResponse>, AppError> {
     match found {
         None => Ok(None),
         Some((request, status, body)) if request == fingerprint => {

@@ -21,7 +21,9 @@
 //!   name the field, and building JSON answers (rustapi-rs's `Json<T>` cannot set a status).
 //!
 //! Features: `sqlite` adds a small rusqlite connection pool (`sqlite`) and `Idempotency-Key`
-//! storage (`idempotency`) for the services; `testing` adds helpers for tests (`testing`).
+//! storage (`idempotency`) for the services; `postgres` adds PostgreSQL as the alternative
+//! (`postgres`), the [`Database`](database::Database) that is either, and [`Replica`];
+//! `testing` adds helpers for tests (`testing`), among them a throwaway PostgreSQL server.
 //!
 //! ```no_run
 //! use demo_kit::{Stack, serve, shutdown_signal};
@@ -39,6 +41,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "postgres")]
+pub mod database;
 mod dispatch;
 mod error;
 mod extract;
@@ -47,7 +51,9 @@ pub mod faults;
 pub mod idempotency;
 pub mod input;
 mod json_errors;
-#[cfg(feature = "sqlite")]
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "postgres")]
 mod replica;
 mod request_id;
 pub mod response;
@@ -64,7 +70,7 @@ pub mod testing;
 pub use dispatch::RustApiService;
 pub use error::{AppError, ErrorCode};
 pub use extract::{PeerAddr, RawQuery};
-#[cfg(feature = "sqlite")]
+#[cfg(feature = "postgres")]
 pub use replica::Replica;
 pub use serve::{
     DEFAULT_DRAIN_TIMEOUT, LISTENING_PREFIX, announce_listening, serve, serve_with_drain_timeout,

@@ -2,22 +2,20 @@
 //! for the users and the order service, which differ only in their routes and their storage.
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use rusqlite::Connection;
 use tokio::net::TcpListener;
 
+use crate::database::{Database, Location};
 use crate::faults::{FaultConfig, Faults};
-use crate::sqlite::Pool;
 use crate::{AppError, HttpService, Stack, serve};
 
 /// One replica's database, name and fault setting. Cloning shares them.
 #[derive(Debug, Clone)]
 pub struct Replica {
-    /// The database.
-    pub db: Pool,
+    /// The database, SQLite or PostgreSQL.
+    pub db: Database,
     /// This replica's name (`x-served-by`).
     pub replica: Arc<str>,
     /// The fault-injection setting.
@@ -25,22 +23,19 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Opens (creating if needed) the database at `db` with `pool_size` connections and runs
-    /// `migrate` on it (schema and seed data; it must be safe when several replicas start at the
-    /// same moment).
+    /// Opens the database at `location` with up to `pool_size` connections. Setting up the
+    /// schema is the service's part: it knows its tables.
     ///
     /// # Errors
-    /// The database cannot be opened or set up, or the fault settings are out of range.
-    pub async fn open(
-        db: &Path,
+    /// The fault settings are out of range, or the database cannot be opened.
+    pub fn open(
+        location: &Location,
         pool_size: u32,
         replica: &str,
         faults: FaultConfig,
-        migrate: fn(&mut Connection) -> Result<(), AppError>,
     ) -> Result<Self, AppError> {
         let faults = Faults::new(faults)?;
-        let db = Pool::open(db, pool_size)?;
-        db.run(migrate).await?;
+        let db = Database::open(location, pool_size)?;
         Ok(Self {
             db,
             replica: replica.into(),

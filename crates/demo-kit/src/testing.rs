@@ -1,5 +1,7 @@
 //! Test helpers shared by the services' tests: in-process calls through a
-//! [`Stack`](crate::Stack) service, and a guard around a spawned service process.
+//! [`Stack`](crate::Stack) service, a guard around a spawned service process, a throwaway
+//! PostgreSQL server ([`postgres`]) and running one test body against each database
+//! ([`Backend`], [`for_each_backend!`](crate::for_each_backend)).
 //!
 //! These are for tests only (feature `testing`); they panic on failure, which is what a test
 //! wants.
@@ -19,6 +21,67 @@ use tower::ServiceExt;
 use crate::LISTENING_PREFIX;
 use crate::extract::PeerAddr;
 use crate::stack::HttpService;
+
+pub mod postgres;
+
+/// The database one run of a test uses: a SQLite file in a temporary directory, or a fresh
+/// database on the test process's PostgreSQL server. Keep it for as long as the service runs.
+#[derive(Debug)]
+pub enum Backend {
+    /// A temporary directory for the SQLite file.
+    Sqlite(tempfile::TempDir),
+    /// A database on the test server.
+    Postgres(postgres::TestDatabase),
+}
+
+impl Backend {
+    /// A new temporary directory for a SQLite file.
+    pub fn sqlite() -> Self {
+        Self::Sqlite(
+            tempfile::tempdir().unwrap_or_else(|err| panic!("cannot create a temp dir: {err}")),
+        )
+    }
+
+    /// A fresh PostgreSQL database, or `None` when PostgreSQL is not installed (see
+    /// [`postgres::TestDatabase::create`]).
+    pub fn postgres() -> Option<Self> {
+        postgres::TestDatabase::create().map(Self::Postgres)
+    }
+
+    /// The service flags that select this database: `--db DIR/file` or `--database-url URL`.
+    pub fn args(&self, file: &str) -> Vec<String> {
+        match self {
+            Self::Sqlite(dir) => vec![
+                "--db".to_owned(),
+                dir.path().join(file).display().to_string(),
+            ],
+            Self::Postgres(db) => vec!["--database-url".to_owned(), db.url().to_owned()],
+        }
+    }
+}
+
+/// Turns each named `async fn NAME(backend: Backend)` into two tests, `NAME::sqlite` and
+/// `NAME::postgres`, so one test body checks both databases. The Postgres one is skipped (with a
+/// message) when PostgreSQL is not installed, and fails when `CI` is set (see
+/// [`postgres::TestDatabase::create`]).
+#[macro_export]
+macro_rules! for_each_backend {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$test($crate::testing::Backend::sqlite()).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(backend) = $crate::testing::Backend::postgres() {
+                    super::$test(backend).await;
+                }
+            }
+        }
+    )+};
+}
 
 /// A buffered response.
 #[derive(Debug, Clone)]

@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use demo_kit::database::Location;
 use demo_kit::faults::FaultArgs;
+use demo_kit::postgres::DatabaseUrl;
 
-/// The orders service: CRUD for orders and their items over SQLite.
+/// The orders service: CRUD for orders and their items over SQLite or PostgreSQL.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "demo-orders", version, about, long_about = None)]
 pub struct Config {
@@ -16,6 +18,12 @@ pub struct Config {
     /// SQLite database file, created with its directory if missing.
     #[arg(long, env = "ORDERS_DB", default_value = "data/orders.db")]
     pub db: PathBuf,
+
+    /// PostgreSQL instead of the SQLite file, for replicas on different machines:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. When given, `--db` is not used. The schema
+    /// is migrated at start-up.
+    #[arg(long, env = "ORDERS_DATABASE_URL")]
+    pub database_url: Option<DatabaseUrl>,
 
     /// Name of this replica, sent in the `x-served-by` header of every response.
     #[arg(long, env = "ORDERS_REPLICA", default_value = "orders-1")]
@@ -29,4 +37,11 @@ pub struct Config {
     /// from the loopback interface.
     #[command(flatten)]
     pub faults: FaultArgs,
+}
+
+impl Config {
+    /// The database to use: `--database-url` when given, else the `--db` file.
+    pub fn location(&self) -> Location {
+        Location::from_flags(&self.db, self.database_url.as_ref())
+    }
 }

@@ -1,4 +1,5 @@
-//! The HTTP handlers: parse and validate input, run storage on the pool, answer JSON.
+//! The HTTP handlers: parse and validate input, call storage (whichever database it is), answer
+//! JSON.
 
 use demo_kit::input::{JsonObject, Page, int_value, parse_id, query_int, str_value};
 use demo_kit::{AppError, RawQuery, idempotency, response};
@@ -86,7 +87,7 @@ fn item(index: usize, raw: &Value) -> Result<Item> {
 
 /// `GET /health`: 200 when the database answers, 503 otherwise.
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    match state.db.run(storage::ping).await {
+    match storage::ping(&state.db).await {
         Ok(()) => response::json(
             StatusCode::OK,
             &json!({"status": "ok", "replica": &*state.replica}),
@@ -106,10 +107,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
 pub(crate) async fn list(State(state): State<AppState>, query: RawQuery) -> Result<Response> {
     let page = Page::from_query(&query)?;
     let user_id = query_int(&query, "user_id", 1, i64::MAX)?;
-    let orders = state
-        .db
-        .run(move |c| storage::list(c, page, user_id))
-        .await?;
+    let orders = storage::list(&state.db, page, user_id).await?;
     Ok(response::json(StatusCode::OK, &orders))
 }
 
@@ -119,7 +117,7 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let id = parse_id(&id)?;
-    let order = state.db.run(move |c| storage::get(c, id)).await?;
+    let order = storage::get(&state.db, id).await?;
     Ok(response::json(StatusCode::OK, &order))
 }
 
@@ -133,13 +131,8 @@ pub(crate) async fn create(
     let body = JsonObject::parse(&body)?;
     let order = new_order(&body)?;
     let fingerprint = format!("POST /orders {}", body.canonical());
-    let created = state
-        .db
-        .run(move |c| {
-            let idem = key.as_deref().map(|k| (k, fingerprint.as_str()));
-            storage::create(c, &order, idem)
-        })
-        .await?;
+    let idempotency = key.map(|key| (key, fingerprint));
+    let created = storage::create(&state.db, order, idempotency).await?;
     Ok(created.into_response())
 }
 
@@ -151,10 +144,7 @@ pub(crate) async fn update(
 ) -> Result<Response> {
     let id = parse_id(&id)?;
     let order = new_order(&JsonObject::parse(&body)?)?;
-    let updated = state
-        .db
-        .run(move |c| storage::update(c, id, &order))
-        .await?;
+    let updated = storage::update(&state.db, id, order).await?;
     Ok(response::json(StatusCode::OK, &updated))
 }
 
@@ -164,6 +154,6 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let id = parse_id(&id)?;
-    state.db.run(move |c| storage::delete(c, id)).await?;
+    storage::delete(&state.db, id).await?;
     Ok(response::no_content())
 }

@@ -1,4 +1,5 @@
-//! The orders service of the demo: orders with their items on rustapi-rs over SQLite.
+//! The orders service of the demo: orders with their items on rustapi-rs over SQLite, or
+//! PostgreSQL with `--database-url`.
 //!
 //! An order has a user id, items (name, quantity, unit price in cents), a total in cents that
 //! the service computes (a client's total is ignored), a status and a creation time. An order

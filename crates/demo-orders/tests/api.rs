@@ -1,11 +1,13 @@
 //! In-process tests of every route and every error, through the same stack the binary serves.
+//! Each test runs twice, on SQLite and on PostgreSQL (`NAME::sqlite`, `NAME::postgres`).
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 use bytes::Bytes;
 use clap::Parser;
-use demo_kit::HttpService;
-use demo_kit::testing::{TestResponse, from_loopback, json_request, request, send};
+use demo_kit::database::Database;
+use demo_kit::testing::{Backend, TestResponse, from_loopback, json_request, request, send};
+use demo_kit::{HttpService, for_each_backend};
 use demo_orders::storage::{self, Item, NewOrder};
 use demo_orders::{AppState, Config};
 use http_body_util::{Full, StreamBody};
@@ -14,25 +16,19 @@ use serde_json::{Value, json};
 struct TestApp {
     svc: HttpService<Full<Bytes>>,
     state: AppState,
-    _dir: tempfile::TempDir,
+    _backend: Backend,
 }
 
-async fn start(extra: &[&str]) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("orders.db");
-    let mut args = vec![
-        "demo-orders",
-        "--db",
-        db.to_str().unwrap(),
-        "--replica",
-        "orders-test",
-    ];
-    args.extend_from_slice(extra);
+async fn start(backend: Backend, extra: &[&str]) -> TestApp {
+    let mut args = vec!["demo-orders".to_owned()];
+    args.extend(backend.args("orders.db"));
+    args.extend(["--replica", "orders-test"].map(String::from));
+    args.extend(extra.iter().map(|a| a.to_string()));
     let state = AppState::open(&Config::parse_from(args)).await.unwrap();
     TestApp {
         svc: demo_orders::service(state.clone()),
         state,
-        _dir: dir,
+        _backend: backend,
     }
 }
 
@@ -56,16 +52,43 @@ impl TestApp {
     }
 
     async fn item_rows(&self) -> i64 {
-        self.state
-            .db
-            .run(|c| {
-                c.query_row("SELECT count(*) FROM order_items", [], |r| r.get(0))
-                    .map_err(demo_kit::AppError::from)
-            })
-            .await
-            .unwrap()
+        const COUNT: &str = "SELECT count(*) FROM order_items";
+        match &self.state.db {
+            Database::Sqlite(pool) => pool
+                .run(|c| {
+                    c.query_row(COUNT, [], |r| r.get(0))
+                        .map_err(demo_kit::AppError::from)
+                })
+                .await
+                .unwrap(),
+            Database::Postgres(pool) => pool
+                .get()
+                .await
+                .unwrap()
+                .query_one(COUNT, &[])
+                .await
+                .unwrap()
+                .get(0),
+        }
     }
 }
+
+for_each_backend!(
+    seeded_orders_answer_on_a_fresh_start,
+    total_is_computed_not_taken_from_the_client,
+    update_replaces_items_and_recomputes_the_total,
+    delete_removes_the_order_and_its_items,
+    list_is_paginated_and_filters_by_user,
+    bad_ids_are_400_and_unknown_ids_404,
+    malformed_json_is_400,
+    invalid_fields_are_422_naming_the_field,
+    body_over_64_kib_is_413_with_or_without_content_length,
+    wrong_method_is_405_and_unknown_route_is_404,
+    repeated_idempotency_key_returns_the_first_answer,
+    an_order_and_its_items_are_written_together_or_not_at_all,
+    health_is_200_with_the_database_and_503_without,
+    full_failure_rate_gives_500_and_turning_it_off_recovers
+);
 
 fn order(user_id: i64) -> Value {
     json!({
@@ -77,9 +100,8 @@ fn order(user_id: i64) -> Value {
     })
 }
 
-#[tokio::test]
-async fn seeded_orders_answer_on_a_fresh_start() {
-    let app = start(&[]).await;
+async fn seeded_orders_answer_on_a_fresh_start(backend: Backend) {
+    let app = start(backend, &[]).await;
     let res = app.get("/orders/1").await;
     assert_eq!(res.status, 200);
     let body = res.json();
@@ -89,9 +111,8 @@ async fn seeded_orders_answer_on_a_fresh_start() {
     assert_eq!(app.total().await, 2);
 }
 
-#[tokio::test]
-async fn total_is_computed_not_taken_from_the_client() {
-    let app = start(&[]).await;
+async fn total_is_computed_not_taken_from_the_client(backend: Backend) {
+    let app = start(backend, &[]).await;
     let mut body = order(7);
     body["total_cents"] = json!(1);
     let res = app.send_json("POST", "/orders", &body).await;
@@ -104,9 +125,8 @@ async fn total_is_computed_not_taken_from_the_client() {
     assert_eq!(app.get(&format!("/orders/{id}")).await.json(), created);
 }
 
-#[tokio::test]
-async fn update_replaces_items_and_recomputes_the_total() {
-    let app = start(&[]).await;
+async fn update_replaces_items_and_recomputes_the_total(backend: Backend) {
+    let app = start(backend, &[]).await;
     let body = json!({"user_id": 1, "status": "shipped",
                       "items": [{"name": "Lamp", "quantity": 3, "unit_price_cents": 1_000}]});
     let res = app.send_json("PUT", "/orders/1", &body).await;
@@ -120,9 +140,8 @@ async fn update_replaces_items_and_recomputes_the_total() {
     assert_eq!(app.item_rows().await, 2);
 }
 
-#[tokio::test]
-async fn delete_removes_the_order_and_its_items() {
-    let app = start(&[]).await;
+async fn delete_removes_the_order_and_its_items(backend: Backend) {
+    let app = start(backend, &[]).await;
     let res = app.call(request("DELETE", "/orders/1", "")).await;
     assert_eq!(res.status, 204);
     assert_eq!(app.get("/orders/1").await.status, 404);
@@ -133,9 +152,8 @@ async fn delete_removes_the_order_and_its_items() {
     assert_eq!(app.item_rows().await, 1);
 }
 
-#[tokio::test]
-async fn list_is_paginated_and_filters_by_user() {
-    let app = start(&[]).await;
+async fn list_is_paginated_and_filters_by_user(backend: Backend) {
+    let app = start(backend, &[]).await;
     for user in [5, 5, 6] {
         assert_eq!(
             app.send_json("POST", "/orders", &order(user)).await.status,
@@ -177,9 +195,8 @@ async fn list_is_paginated_and_filters_by_user() {
     }
 }
 
-#[tokio::test]
-async fn bad_ids_are_400_and_unknown_ids_404() {
-    let app = start(&[]).await;
+async fn bad_ids_are_400_and_unknown_ids_404(backend: Backend) {
+    let app = start(backend, &[]).await;
     for id in ["abc", "0", "-3", "99999999999999999999"] {
         for method in ["GET", "PUT", "DELETE"] {
             let body = if method == "PUT" {
@@ -205,9 +222,8 @@ async fn bad_ids_are_400_and_unknown_ids_404() {
     }
 }
 
-#[tokio::test]
-async fn malformed_json_is_400() {
-    let app = start(&[]).await;
+async fn malformed_json_is_400(backend: Backend) {
+    let app = start(backend, &[]).await;
     for body in ["{", "", "{\"user_id\": 1,, }"] {
         for (method, uri) in [("POST", "/orders"), ("PUT", "/orders/1")] {
             let res = app.call(request(method, uri, body)).await;
@@ -217,9 +233,8 @@ async fn malformed_json_is_400() {
     }
 }
 
-#[tokio::test]
-async fn invalid_fields_are_422_naming_the_field() {
-    let app = start(&[]).await;
+async fn invalid_fields_are_422_naming_the_field(backend: Backend) {
+    let app = start(backend, &[]).await;
     let item = |name: Value, quantity: Value, price: Value| {
         json!({"user_id": 1, "items": [
             {"name": "Fine", "quantity": 1, "unit_price_cents": 1},
@@ -266,9 +281,8 @@ async fn invalid_fields_are_422_naming_the_field() {
     assert_eq!(app.get("/orders/1").await.json()["status"], "paid");
 }
 
-#[tokio::test]
-async fn body_over_64_kib_is_413_with_or_without_content_length() {
-    let app = start(&[]).await;
+async fn body_over_64_kib_is_413_with_or_without_content_length(backend: Backend) {
+    let app = start(backend, &[]).await;
     let big = json!({"user_id": 1, "items": [{"name": "x".repeat(70_000), "quantity": 1, "unit_price_cents": 1}]})
         .to_string();
     let mut req = request("POST", "/orders", big.clone());
@@ -293,9 +307,8 @@ async fn body_over_64_kib_is_413_with_or_without_content_length() {
     assert_eq!(app.total().await, 2);
 }
 
-#[tokio::test]
-async fn wrong_method_is_405_and_unknown_route_is_404() {
-    let app = start(&[]).await;
+async fn wrong_method_is_405_and_unknown_route_is_404(backend: Backend) {
+    let app = start(backend, &[]).await;
     for (method, uri) in [
         ("PATCH", "/orders/1"),
         ("POST", "/orders/1"),
@@ -312,9 +325,8 @@ async fn wrong_method_is_405_and_unknown_route_is_404() {
     }
 }
 
-#[tokio::test]
-async fn repeated_idempotency_key_returns_the_first_answer() {
-    let app = start(&[]).await;
+async fn repeated_idempotency_key_returns_the_first_answer(backend: Backend) {
+    let app = start(backend, &[]).await;
     let post = |body: &Value, key: &str| {
         let mut req = json_request("POST", "/orders", body);
         req.headers_mut()
@@ -334,9 +346,8 @@ async fn repeated_idempotency_key_returns_the_first_answer() {
     assert_eq!(app.total().await, 3);
 }
 
-#[tokio::test]
-async fn an_order_and_its_items_are_written_together_or_not_at_all() {
-    let app = start(&[]).await;
+async fn an_order_and_its_items_are_written_together_or_not_at_all(backend: Backend) {
+    let app = start(backend, &[]).await;
     // Bypass validation: the second item breaks a CHECK constraint after the order row and the
     // first item were inserted inside the transaction.
     let bad = NewOrder {
@@ -355,12 +366,7 @@ async fn an_order_and_its_items_are_written_together_or_not_at_all() {
         ],
         status: "pending".into(),
     };
-    let err = app
-        .state
-        .db
-        .run(move |c| storage::create(c, &bad, None))
-        .await
-        .unwrap_err();
+    let err = storage::create(&app.state.db, bad, None).await.unwrap_err();
     assert_eq!(err.status(), 500);
     assert_eq!(app.total().await, 2);
     assert_eq!(app.item_rows().await, 3);
@@ -375,27 +381,19 @@ async fn an_order_and_its_items_are_written_together_or_not_at_all() {
         }],
         status: "paid".into(),
     };
-    assert!(
-        app.state
-            .db
-            .run(move |c| storage::update(c, 1, &bad))
-            .await
-            .is_err()
-    );
+    assert!(storage::update(&app.state.db, 1, bad).await.is_err());
     assert_eq!(app.get("/orders/1").await.json(), before);
 }
 
-#[tokio::test]
-async fn health_is_200_with_the_database_and_503_without() {
-    let app = start(&[]).await;
+async fn health_is_200_with_the_database_and_503_without(backend: Backend) {
+    let app = start(backend, &[]).await;
     assert_eq!(app.get("/health").await.status, 200);
     app.state.close().await;
     assert_eq!(app.get("/health").await.status, 503);
 }
 
-#[tokio::test]
-async fn full_failure_rate_gives_500_and_turning_it_off_recovers() {
-    let app = start(&["--fault-failure-rate", "1"]).await;
+async fn full_failure_rate_gives_500_and_turning_it_off_recovers(backend: Backend) {
+    let app = start(backend, &["--fault-failure-rate", "1"]).await;
     let res = app.send_json("POST", "/orders", &order(1)).await;
     assert_eq!(res.status, 500);
     assert_eq!(res.error_code(), "injected_fault");

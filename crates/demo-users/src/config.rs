@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use demo_kit::database::Location;
 use demo_kit::faults::FaultArgs;
+use demo_kit::postgres::DatabaseUrl;
 
-/// The users service: CRUD for users over SQLite. Several replicas may share one database file.
+/// The users service: CRUD for users over SQLite or PostgreSQL. Several replicas may share one
+/// database file, or one PostgreSQL database from different machines.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "demo-users", version, about, long_about = None)]
 pub struct Config {
@@ -17,6 +20,12 @@ pub struct Config {
     /// their users point at the same file.
     #[arg(long, env = "USERS_DB", default_value = "data/users.db")]
     pub db: PathBuf,
+
+    /// PostgreSQL instead of the SQLite file, for replicas on different machines:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. When given, `--db` is not used. The schema
+    /// is migrated at start-up.
+    #[arg(long, env = "USERS_DATABASE_URL")]
+    pub database_url: Option<DatabaseUrl>,
 
     /// Name of this replica, sent in the `x-served-by` header of every response.
     #[arg(long, env = "USERS_REPLICA", default_value = "users-1")]
@@ -30,4 +39,11 @@ pub struct Config {
     /// from the loopback interface.
     #[command(flatten)]
     pub faults: FaultArgs,
+}
+
+impl Config {
+    /// The database to use: `--database-url` when given, else the `--db` file.
+    pub fn location(&self) -> Location {
+        Location::from_flags(&self.db, self.database_url.as_ref())
+    }
 }

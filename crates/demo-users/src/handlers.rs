@@ -1,4 +1,5 @@
-//! The HTTP handlers: parse and validate input, run storage on the pool, answer JSON.
+//! The HTTP handlers: parse and validate input, call storage (whichever database it is), answer
+//! JSON.
 
 use demo_kit::input::{JsonObject, Page, parse_id};
 use demo_kit::{AppError, RawQuery, idempotency, response};
@@ -46,7 +47,7 @@ fn is_plausible_email(email: &str) -> bool {
 
 /// `GET /health`: 200 when the database answers, 503 otherwise.
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    match state.db.run(storage::ping).await {
+    match storage::ping(&state.db).await {
         Ok(()) => response::json(
             StatusCode::OK,
             &json!({"status": "ok", "replica": &*state.replica}),
@@ -65,7 +66,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
 /// `GET /users?limit=&offset=`.
 pub(crate) async fn list(State(state): State<AppState>, query: RawQuery) -> Result<Response> {
     let page = Page::from_query(&query)?;
-    let users = state.db.run(move |c| storage::list(c, page)).await?;
+    let users = storage::list(&state.db, page).await?;
     Ok(response::json(StatusCode::OK, &users))
 }
 
@@ -75,7 +76,7 @@ pub(crate) async fn show(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let id = parse_id(&id)?;
-    let user = state.db.run(move |c| storage::get(c, id)).await?;
+    let user = storage::get(&state.db, id).await?;
     Ok(response::json(StatusCode::OK, &user))
 }
 
@@ -89,13 +90,8 @@ pub(crate) async fn create(
     let body = JsonObject::parse(&body)?;
     let user = new_user(&body)?;
     let fingerprint = format!("POST /users {}", body.canonical());
-    let created = state
-        .db
-        .run(move |c| {
-            let idem = key.as_deref().map(|k| (k, fingerprint.as_str()));
-            storage::create(c, &user, idem)
-        })
-        .await?;
+    let idempotency = key.map(|key| (key, fingerprint));
+    let created = storage::create(&state.db, user, idempotency).await?;
     Ok(created.into_response())
 }
 
@@ -107,7 +103,7 @@ pub(crate) async fn update(
 ) -> Result<Response> {
     let id = parse_id(&id)?;
     let user = new_user(&JsonObject::parse(&body)?)?;
-    let updated = state.db.run(move |c| storage::update(c, id, &user)).await?;
+    let updated = storage::update(&state.db, id, user).await?;
     Ok(response::json(StatusCode::OK, &updated))
 }
 
@@ -117,7 +113,7 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response> {
     let id = parse_id(&id)?;
-    state.db.run(move |c| storage::delete(c, id)).await?;
+    storage::delete(&state.db, id).await?;
     Ok(response::no_content())
 }
 

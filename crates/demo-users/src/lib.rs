@@ -1,8 +1,10 @@
-//! The users service of the demo: CRUD for users on rustapi-rs over SQLite.
+//! The users service of the demo: CRUD for users on rustapi-rs over SQLite, or PostgreSQL with
+//! `--database-url`.
 //!
 //! Several replicas (processes) can share one database file: the file is in WAL mode with a
 //! busy timeout, writes take the write lock up front, and a write through one replica is read
-//! through another at once. Every response carries `x-served-by: <replica>`.
+//! through another at once. Replicas on different machines share a PostgreSQL database instead;
+//! the answers are the same. Every response carries `x-served-by: <replica>`.
 //!
 //! | route | answer |
 //! |---|---|

@@ -67,7 +67,7 @@ pub async fn main_with(
     let name = format!(
         "users service {} (database {})",
         config.replica,
-        config.db.display()
+        config.location()
     );
     demo_kit::run_service(
         &name,

@@ -13,20 +13,20 @@ use crate::storage;
 pub struct AppState(Replica);
 
 impl AppState {
-    /// Opens (creating if needed) the database in `config`, creates the schema and seeds the
-    /// demo users once, even when several replicas start at the same moment.
+    /// Opens (creating if needed) the database in `config` (the SQLite file, or PostgreSQL with
+    /// `--database-url`), brings the schema up to date and seeds the demo users once, even when
+    /// several replicas start at the same moment.
     ///
     /// # Errors
     /// The database cannot be opened or set up, or the fault flags are out of range.
     pub async fn open(config: &Config) -> Result<Self, AppError> {
         let replica = Replica::open(
-            &config.db,
+            &config.location(),
             config.db_pool,
             &config.replica,
             config.faults.config(),
-            storage::migrate_and_seed,
-        )
-        .await?;
+        )?;
+        storage::migrate_and_seed(&replica.db).await?;
         Ok(Self(replica))
     }
 }

@@ -1,11 +1,12 @@
 //! In-process tests of every route and every error, through the same stack the binary serves.
+//! Each test runs twice, on SQLite and on PostgreSQL (`NAME::sqlite`, `NAME::postgres`).
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
 use bytes::Bytes;
 use clap::Parser;
-use demo_kit::HttpService;
-use demo_kit::testing::{TestResponse, from_loopback, json_request, request, send};
+use demo_kit::testing::{Backend, TestResponse, from_loopback, json_request, request, send};
+use demo_kit::{HttpService, for_each_backend};
 use demo_users::{AppState, Config};
 use http_body_util::{Full, StreamBody};
 use serde_json::{Value, json};
@@ -13,25 +14,19 @@ use serde_json::{Value, json};
 struct TestApp {
     svc: HttpService<Full<Bytes>>,
     state: AppState,
-    _dir: tempfile::TempDir,
+    _backend: Backend,
 }
 
-async fn start(extra: &[&str]) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("users.db");
-    let mut args = vec![
-        "demo-users",
-        "--db",
-        db.to_str().unwrap(),
-        "--replica",
-        "users-test",
-    ];
-    args.extend_from_slice(extra);
+async fn start(backend: Backend, extra: &[&str]) -> TestApp {
+    let mut args = vec!["demo-users".to_owned()];
+    args.extend(backend.args("users.db"));
+    args.extend(["--replica", "users-test"].map(String::from));
+    args.extend(extra.iter().map(|a| a.to_string()));
     let state = AppState::open(&Config::parse_from(args)).await.unwrap();
     TestApp {
         svc: demo_users::service(state.clone()),
         state,
-        _dir: dir,
+        _backend: backend,
     }
 }
 
@@ -55,13 +50,31 @@ impl TestApp {
     }
 }
 
+for_each_backend!(
+    seeded_users_answer_on_a_fresh_start,
+    list_is_paginated,
+    create_read_update_delete,
+    bad_ids_are_400,
+    unknown_ids_are_404,
+    malformed_json_is_400,
+    invalid_fields_are_422_naming_the_field,
+    duplicate_email_is_409,
+    body_over_64_kib_is_413_with_or_without_content_length,
+    wrong_method_is_405_and_unknown_route_is_404,
+    head_is_answered_like_get,
+    repeated_idempotency_key_returns_the_first_answer,
+    concurrent_idempotent_posts_create_one_record,
+    health_is_200_with_the_database_and_503_without,
+    full_failure_rate_gives_500_and_turning_it_off_recovers,
+    odd_inputs_get_a_clear_answer_and_change_nothing
+);
+
 fn user(name: &str, email: &str) -> Value {
     json!({"name": name, "email": email})
 }
 
-#[tokio::test]
-async fn seeded_users_answer_on_a_fresh_start() {
-    let app = start(&[]).await;
+async fn seeded_users_answer_on_a_fresh_start(backend: Backend) {
+    let app = start(backend, &[]).await;
     let res = app.get("/users/1").await;
     assert_eq!(res.status, 200);
     let body = res.json();
@@ -71,9 +84,8 @@ async fn seeded_users_answer_on_a_fresh_start() {
     assert_eq!(app.total().await, 3);
 }
 
-#[tokio::test]
-async fn list_is_paginated() {
-    let app = start(&[]).await;
+async fn list_is_paginated(backend: Backend) {
+    let app = start(backend, &[]).await;
     let res = app.get("/users?limit=2&offset=1").await;
     assert_eq!(res.status, 200);
     let body = res.json();
@@ -102,9 +114,8 @@ async fn list_is_paginated() {
     }
 }
 
-#[tokio::test]
-async fn create_read_update_delete() {
-    let app = start(&[]).await;
+async fn create_read_update_delete(backend: Backend) {
+    let app = start(backend, &[]).await;
     let res = app
         .send_json(
             "POST",
@@ -138,9 +149,8 @@ async fn create_read_update_delete() {
     assert_eq!(app.get(&format!("/users/{id}")).await.status, 404);
 }
 
-#[tokio::test]
-async fn bad_ids_are_400() {
-    let app = start(&[]).await;
+async fn bad_ids_are_400(backend: Backend) {
+    let app = start(backend, &[]).await;
     for id in ["abc", "0", "-1", "1.5", "99999999999999999999", "%31"] {
         for method in ["GET", "PUT", "DELETE"] {
             let body = if method == "PUT" {
@@ -157,9 +167,8 @@ async fn bad_ids_are_400() {
     }
 }
 
-#[tokio::test]
-async fn unknown_ids_are_404() {
-    let app = start(&[]).await;
+async fn unknown_ids_are_404(backend: Backend) {
+    let app = start(backend, &[]).await;
     let res = app.get("/users/4242").await;
     assert_eq!(res.status, 404);
     assert_eq!(res.error_code(), "not_found");
@@ -177,9 +186,8 @@ async fn unknown_ids_are_404() {
     assert_eq!(res.status, 404);
 }
 
-#[tokio::test]
-async fn malformed_json_is_400() {
-    let app = start(&[]).await;
+async fn malformed_json_is_400(backend: Backend) {
+    let app = start(backend, &[]).await;
     for body in ["{", "", "not json", "{\"name\": \"a\",}"] {
         for (method, uri) in [("POST", "/users"), ("PUT", "/users/1")] {
             let res = app.call(request(method, uri, body)).await;
@@ -190,9 +198,8 @@ async fn malformed_json_is_400() {
     assert_eq!(app.total().await, 3);
 }
 
-#[tokio::test]
-async fn invalid_fields_are_422_naming_the_field() {
-    let app = start(&[]).await;
+async fn invalid_fields_are_422_naming_the_field(backend: Backend) {
+    let app = start(backend, &[]).await;
     let cases = [
         (json!({"email": "a@b.co"}), "name"),
         (json!({"name": "", "email": "a@b.co"}), "name"),
@@ -224,9 +231,8 @@ async fn invalid_fields_are_422_naming_the_field() {
     assert_eq!(app.get("/users/1").await.json()["name"], "Ada Lovelace");
 }
 
-#[tokio::test]
-async fn duplicate_email_is_409() {
-    let app = start(&[]).await;
+async fn duplicate_email_is_409(backend: Backend) {
+    let app = start(backend, &[]).await;
     let res = app
         .send_json("POST", "/users", &user("Ada again", "ada@example.com"))
         .await;
@@ -248,9 +254,8 @@ async fn duplicate_email_is_409() {
     assert_eq!(app.total().await, 3);
 }
 
-#[tokio::test]
-async fn body_over_64_kib_is_413_with_or_without_content_length() {
-    let app = start(&[]).await;
+async fn body_over_64_kib_is_413_with_or_without_content_length(backend: Backend) {
+    let app = start(backend, &[]).await;
     let big = format!(
         r#"{{"name": "{}", "email": "big@example.com"}}"#,
         "x".repeat(70_000)
@@ -280,9 +285,8 @@ async fn body_over_64_kib_is_413_with_or_without_content_length() {
     assert_eq!(app.total().await, 3);
 }
 
-#[tokio::test]
-async fn wrong_method_is_405_and_unknown_route_is_404() {
-    let app = start(&[]).await;
+async fn wrong_method_is_405_and_unknown_route_is_404(backend: Backend) {
+    let app = start(backend, &[]).await;
     for (method, uri) in [
         ("PATCH", "/users/1"),
         ("POST", "/users/1"),
@@ -301,15 +305,13 @@ async fn wrong_method_is_405_and_unknown_route_is_404() {
     }
 }
 
-#[tokio::test]
-async fn head_is_answered_like_get() {
-    let app = start(&[]).await;
+async fn head_is_answered_like_get(backend: Backend) {
+    let app = start(backend, &[]).await;
     assert_eq!(app.call(request("HEAD", "/users/1", "")).await.status, 200);
 }
 
-#[tokio::test]
-async fn repeated_idempotency_key_returns_the_first_answer() {
-    let app = start(&[]).await;
+async fn repeated_idempotency_key_returns_the_first_answer(backend: Backend) {
+    let app = start(backend, &[]).await;
     let post = |body: Value, key: &'static str| {
         let mut req = json_request("POST", "/users", &body);
         req.headers_mut()
@@ -343,9 +345,8 @@ async fn repeated_idempotency_key_returns_the_first_answer() {
     assert_eq!(app.call(bad).await.status, 400);
 }
 
-#[tokio::test]
-async fn concurrent_idempotent_posts_create_one_record() {
-    let app = start(&[]).await;
+async fn concurrent_idempotent_posts_create_one_record(backend: Backend) {
+    let app = start(backend, &[]).await;
     let body = user("Tony Hoare", "tony@example.com");
     let calls = (0..20).map(|_| {
         let mut req = json_request("POST", "/users", &body);
@@ -365,9 +366,8 @@ async fn concurrent_idempotent_posts_create_one_record() {
     assert_eq!(app.total().await, 4);
 }
 
-#[tokio::test]
-async fn health_is_200_with_the_database_and_503_without() {
-    let app = start(&[]).await;
+async fn health_is_200_with_the_database_and_503_without(backend: Backend) {
+    let app = start(backend, &[]).await;
     let res = app.get("/health").await;
     assert_eq!(res.status, 200);
     assert_eq!(res.json()["status"], "ok");
@@ -380,9 +380,8 @@ async fn health_is_200_with_the_database_and_503_without() {
     assert_eq!(res.error_code(), "service_unavailable");
 }
 
-#[tokio::test]
-async fn full_failure_rate_gives_500_and_turning_it_off_recovers() {
-    let app = start(&["--fault-failure-rate", "1.0"]).await;
+async fn full_failure_rate_gives_500_and_turning_it_off_recovers(backend: Backend) {
+    let app = start(backend, &["--fault-failure-rate", "1.0"]).await;
     for _ in 0..10 {
         let res = app
             .send_json("POST", "/users", &user("F", "f@example.com"))
@@ -407,9 +406,8 @@ async fn full_failure_rate_gives_500_and_turning_it_off_recovers() {
     assert_eq!(app.total().await, 3);
 }
 
-#[tokio::test]
-async fn odd_inputs_get_a_clear_answer_and_change_nothing() {
-    let app = start(&[]).await;
+async fn odd_inputs_get_a_clear_answer_and_change_nothing(backend: Backend) {
+    let app = start(backend, &[]).await;
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let bodies: Vec<Vec<u8>> = vec![
         deep.into_bytes(),

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use demo_kit::testing::ServiceProcess;
+use demo_kit::testing::postgres::TestDatabase;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_demo-users");
@@ -102,6 +103,76 @@ async fn two_replicas_share_one_database() {
         .await
         .unwrap();
     assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_postgres_database() {
+    let Some(database) = TestDatabase::create() else {
+        return;
+    };
+    let url = database.url();
+    // Started at the same moment, so their migrations and seeding race.
+    let (a, b) = std::thread::scope(|s| {
+        let start = |name: &'static str| {
+            s.spawn(move || {
+                ServiceProcess::spawn(
+                    BIN,
+                    &[
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--database-url",
+                        url,
+                        "--replica",
+                        name,
+                    ],
+                )
+            })
+        };
+        let (a, b) = (start("users-1"), start("users-2"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let client = client();
+
+    let page: Value = client
+        .get(b.url("/users"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 3, "seeded exactly once: {page}");
+
+    let res = create(&client, &a, 1).await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["x-served-by"], "users-1");
+    let created: Value = res.json().await.unwrap();
+
+    let res = client
+        .get(b.url(&format!("/users/{}", created["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-served-by"], "users-2");
+    assert_eq!(res.json::<Value>().await.unwrap(), created);
+
+    // The same idempotent POST through both replicas at once makes one user.
+    let posts = (0..10).map(|n| {
+        let target = if n % 2 == 0 { &a } else { &b };
+        client
+            .post(target.url("/users"))
+            .header("Idempotency-Key", "pg-retry-1")
+            .json(&json!({"name": "Retry Me", "email": "retry@example.com"}))
+            .send()
+    });
+    let mut ids = HashSet::new();
+    for res in futures::future::join_all(posts).await {
+        let res = res.unwrap();
+        assert_eq!(res.status(), 201);
+        ids.insert(res.json::<Value>().await.unwrap()["id"].as_i64().unwrap());
+    }
+    assert_eq!(ids.len(), 1);
 }
 
 #[tokio::test]
@@ -323,6 +394,8 @@ fn help_explains_every_flag() {
     for flag in [
         "--listen",
         "--db",
+        "--database-url",
+        "USERS_DATABASE_URL",
         "--replica",
         "--db-pool",
         "--fault-latency-ms",

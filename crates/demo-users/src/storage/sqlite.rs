@@ -1,13 +1,14 @@
-//! The users table: schema, seed data and queries. Every function runs on a pooled connection
-//! (blocking); writes use `BEGIN IMMEDIATE` so concurrent writers, in this process or another
-//! replica, queue on the busy timeout instead of failing.
+//! The users table on SQLite: schema, seed data and queries. Every function runs on a pooled
+//! connection (blocking); writes use `BEGIN IMMEDIATE` so concurrent writers, in this process or
+//! another replica, queue on the busy timeout instead of failing.
 
 use demo_kit::AppError;
 use demo_kit::idempotency::{self, Created};
 use demo_kit::input::Page;
 use demo_kit::sqlite::is_unique_violation;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use serde::Serialize;
+
+use super::{NewUser, SEED, User, UserPage, duplicate_email};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -21,48 +22,6 @@ CREATE TABLE IF NOT EXISTS meta (
     value  TEXT NOT NULL
 );";
 
-/// The demo users present on a fresh start (ids 1, 2, 3).
-const SEED: [(&str, &str); 3] = [
-    ("Ada Lovelace", "ada@example.com"),
-    ("Alan Turing", "alan@example.com"),
-    ("Grace Hopper", "grace@example.com"),
-];
-
-/// A stored user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct User {
-    /// Id, assigned by the database, never reused.
-    pub id: i64,
-    /// Display name.
-    pub name: String,
-    /// Email address, unique (case-insensitively).
-    pub email: String,
-    /// Creation time, RFC 3339 UTC.
-    pub created_at: String,
-}
-
-/// The fields a client sets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewUser {
-    /// Display name.
-    pub name: String,
-    /// Email address.
-    pub email: String,
-}
-
-/// One page of users.
-#[derive(Debug, Clone, Serialize)]
-pub struct UserPage {
-    /// The users, by id.
-    pub items: Vec<User>,
-    /// The page size asked for.
-    pub limit: i64,
-    /// The offset asked for.
-    pub offset: i64,
-    /// How many users exist.
-    pub total: i64,
-}
-
 fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: row.get(0)?,
@@ -72,17 +31,13 @@ fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-fn duplicate_email(email: &str) -> AppError {
-    AppError::conflict(format!("a user with email {email} already exists"))
-}
-
 /// Creates the schema and, the first time only, the demo users. Safe when several replicas run
 /// it at once: the whole step is one `BEGIN IMMEDIATE` transaction, and the `meta` row says
 /// whether seeding happened, so deleting a demo user later does not bring it back on restart.
 ///
 /// # Errors
 /// Database errors.
-pub fn migrate_and_seed(conn: &mut Connection) -> Result<(), AppError> {
+pub(super) fn migrate_and_seed(conn: &mut Connection) -> Result<(), AppError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(SCHEMA)?;
     tx.execute_batch(idempotency::SCHEMA)?;
@@ -107,7 +62,7 @@ pub fn migrate_and_seed(conn: &mut Connection) -> Result<(), AppError> {
 ///
 /// # Errors
 /// Database errors.
-pub fn ping(conn: &mut Connection) -> Result<(), AppError> {
+pub(super) fn ping(conn: &mut Connection) -> Result<(), AppError> {
     conn.query_row("SELECT EXISTS (SELECT 1 FROM users)", [], |_| Ok(()))?;
     Ok(())
 }
@@ -116,7 +71,7 @@ pub fn ping(conn: &mut Connection) -> Result<(), AppError> {
 ///
 /// # Errors
 /// 404 when there is no user `id`; database errors.
-pub fn get(conn: &mut Connection, id: i64) -> Result<User, AppError> {
+pub(super) fn get(conn: &mut Connection, id: i64) -> Result<User, AppError> {
     conn.query_row(
         "SELECT id, name, email, created_at FROM users WHERE id = ?1",
         params![id],
@@ -130,7 +85,7 @@ pub fn get(conn: &mut Connection, id: i64) -> Result<User, AppError> {
 ///
 /// # Errors
 /// Database errors.
-pub fn list(conn: &mut Connection, page: Page) -> Result<UserPage, AppError> {
+pub(super) fn list(conn: &mut Connection, page: Page) -> Result<UserPage, AppError> {
     // One read transaction, so the count and the page agree.
     let tx = conn.transaction()?;
     let total = tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
@@ -155,7 +110,7 @@ pub fn list(conn: &mut Connection, page: Page) -> Result<UserPage, AppError> {
 ///
 /// # Errors
 /// 409 on a duplicate email; 422 when the key was used for another request; database errors.
-pub fn create(
+pub(super) fn create(
     conn: &mut Connection,
     user: &NewUser,
     idempotency: Option<(&str, &str)>,
@@ -183,7 +138,7 @@ pub fn create(
 ///
 /// # Errors
 /// 404 when there is no user `id`; 409 on a duplicate email; database errors.
-pub fn update(conn: &mut Connection, id: i64, user: &NewUser) -> Result<User, AppError> {
+pub(super) fn update(conn: &mut Connection, id: i64, user: &NewUser) -> Result<User, AppError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let updated = tx
         .query_row(
@@ -209,7 +164,7 @@ pub fn update(conn: &mut Connection, id: i64, user: &NewUser) -> Result<User, Ap
 ///
 /// # Errors
 /// 404 when there is no user `id`; database errors.
-pub fn delete(conn: &mut Connection, id: i64) -> Result<(), AppError> {
+pub(super) fn delete(conn: &mut Connection, id: i64) -> Result<(), AppError> {
     match conn.execute("DELETE FROM users WHERE id = ?1", params![id])? {
         0 => Err(AppError::not_found(format!("user {id} not found"))),
         _ => Ok(()),

@@ -1,12 +1,13 @@
-//! The orders and order_items tables: schema, seed data and queries. An order and its items
-//! are always written in one `BEGIN IMMEDIATE` transaction, so no reader (and no crash) ever
-//! sees an order without its items.
+//! The orders and order_items tables on SQLite: schema, seed data and queries. An order and its
+//! items are always written in one `BEGIN IMMEDIATE` transaction, so no reader (and no crash)
+//! ever sees an order without its items.
 
 use demo_kit::AppError;
 use demo_kit::idempotency::{self, Created};
 use demo_kit::input::Page;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
-use serde::Serialize;
+
+use super::{Item, NewOrder, Order, OrderPage, not_found, seed, total};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -30,103 +31,13 @@ CREATE TABLE IF NOT EXISTS meta (
     value  TEXT NOT NULL
 );";
 
-/// The statuses an order can have.
-pub const STATUSES: [&str; 5] = ["pending", "paid", "shipped", "delivered", "cancelled"];
-
-/// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Item {
-    /// What was ordered.
-    pub name: String,
-    /// How many, at least 1.
-    pub quantity: i64,
-    /// Price of one, in cents, at least 0.
-    pub unit_price_cents: i64,
-}
-
-/// A stored order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Order {
-    /// Id, assigned by the database, never reused.
-    pub id: i64,
-    /// The user who ordered (a user id of the users service).
-    pub user_id: i64,
-    /// The lines, in the order given.
-    pub items: Vec<Item>,
-    /// Sum of quantity × unit price over the items, computed here, never taken from the client.
-    pub total_cents: i64,
-    /// One of [`STATUSES`].
-    pub status: String,
-    /// Creation time, RFC 3339 UTC.
-    pub created_at: String,
-}
-
-/// The fields a client sets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOrder {
-    /// The user who orders.
-    pub user_id: i64,
-    /// The lines (at least one).
-    pub items: Vec<Item>,
-    /// One of [`STATUSES`].
-    pub status: String,
-}
-
-impl NewOrder {
-    /// The order total, or `None` if it would overflow.
-    pub fn total_cents(&self) -> Option<i64> {
-        self.items.iter().try_fold(0i64, |sum, item| {
-            item.quantity
-                .checked_mul(item.unit_price_cents)
-                .and_then(|line| sum.checked_add(line))
-        })
-    }
-}
-
-/// One page of orders.
-#[derive(Debug, Clone, Serialize)]
-pub struct OrderPage {
-    /// The orders, by id.
-    pub items: Vec<Order>,
-    /// The page size asked for.
-    pub limit: i64,
-    /// The offset asked for.
-    pub offset: i64,
-    /// How many orders match (all, or the user's).
-    pub total: i64,
-}
-
-/// The demo orders present on a fresh start (ids 1 and 2, for demo users 1 and 2).
-fn seed() -> [NewOrder; 2] {
-    let item = |name: &str, quantity, unit_price_cents| Item {
-        name: name.to_owned(),
-        quantity,
-        unit_price_cents,
-    };
-    [
-        NewOrder {
-            user_id: 1,
-            items: vec![
-                item("Analytical Engine punch cards", 3, 1_250),
-                item("Brass gear set", 1, 4_999),
-            ],
-            status: "paid".to_owned(),
-        },
-        NewOrder {
-            user_id: 2,
-            items: vec![item("Enigma rotor", 2, 7_500)],
-            status: "pending".to_owned(),
-        },
-    ]
-}
-
 /// Creates the schema and, the first time only, the demo orders. Safe when several processes
 /// run it at once (one `BEGIN IMMEDIATE` transaction; the `meta` row records that seeding
 /// happened).
 ///
 /// # Errors
 /// Database errors.
-pub fn migrate_and_seed(conn: &mut Connection) -> Result<(), AppError> {
+pub(super) fn migrate_and_seed(conn: &mut Connection) -> Result<(), AppError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(SCHEMA)?;
     tx.execute_batch(idempotency::SCHEMA)?;
@@ -148,7 +59,7 @@ pub fn migrate_and_seed(conn: &mut Connection) -> Result<(), AppError> {
 ///
 /// # Errors
 /// Database errors.
-pub fn ping(conn: &mut Connection) -> Result<(), AppError> {
+pub(super) fn ping(conn: &mut Connection) -> Result<(), AppError> {
     conn.query_row("SELECT EXISTS (SELECT 1 FROM orders)", [], |_| Ok(()))?;
     Ok(())
 }
@@ -181,10 +92,6 @@ fn load_items(conn: &Connection, order: &mut Order) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn not_found(id: i64) -> AppError {
-    AppError::not_found(format!("order {id} not found"))
-}
-
 fn find(conn: &Connection, id: i64) -> Result<Option<Order>, AppError> {
     let order = conn
         .query_row(
@@ -200,12 +107,6 @@ fn find(conn: &Connection, id: i64) -> Result<Option<Order>, AppError> {
             Ok(Some(order))
         }
     }
-}
-
-fn total(order: &NewOrder) -> Result<i64, AppError> {
-    order
-        .total_cents()
-        .ok_or_else(|| AppError::invalid_field("items", "the order total is too large"))
 }
 
 fn insert_items(tx: &Transaction<'_>, order_id: i64, items: &[Item]) -> Result<(), AppError> {
@@ -242,7 +143,7 @@ fn insert_order(tx: &Transaction<'_>, order: &NewOrder) -> Result<Order, AppErro
 ///
 /// # Errors
 /// 404 when there is no order `id`; database errors.
-pub fn get(conn: &mut Connection, id: i64) -> Result<Order, AppError> {
+pub(super) fn get(conn: &mut Connection, id: i64) -> Result<Order, AppError> {
     // A read transaction, so the order and its items are one snapshot.
     let tx = conn.transaction()?;
     let order = find(&tx, id)?.ok_or_else(|| not_found(id))?;
@@ -254,7 +155,7 @@ pub fn get(conn: &mut Connection, id: i64) -> Result<Order, AppError> {
 ///
 /// # Errors
 /// Database errors.
-pub fn list(
+pub(super) fn list(
     conn: &mut Connection,
     page: Page,
     user_id: Option<i64>,
@@ -292,7 +193,7 @@ pub fn list(
 /// # Errors
 /// 422 when the key was used for another request or the total overflows; database errors
 /// (after which nothing of the order is stored).
-pub fn create(
+pub(super) fn create(
     conn: &mut Connection,
     order: &NewOrder,
     idempotency: Option<(&str, &str)>,
@@ -307,7 +208,7 @@ pub fn create(
 ///
 /// # Errors
 /// 404 when there is no order `id`; database errors (after which the order is unchanged).
-pub fn update(conn: &mut Connection, id: i64, order: &NewOrder) -> Result<Order, AppError> {
+pub(super) fn update(conn: &mut Connection, id: i64, order: &NewOrder) -> Result<Order, AppError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut stored = tx
         .query_row(
@@ -329,7 +230,7 @@ pub fn update(conn: &mut Connection, id: i64, order: &NewOrder) -> Result<Order,
 ///
 /// # Errors
 /// 404 when there is no order `id`; database errors.
-pub fn delete(conn: &mut Connection, id: i64) -> Result<(), AppError> {
+pub(super) fn delete(conn: &mut Connection, id: i64) -> Result<(), AppError> {
     // Items go with the order (ON DELETE CASCADE; foreign keys are on for every connection).
     match conn.execute("DELETE FROM orders WHERE id = ?1", params![id])? {
         0 => Err(not_found(id)),
