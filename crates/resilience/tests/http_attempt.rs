@@ -1,0 +1,251 @@
+//! The attempt as the whole exchange, over real HTTP on 127.0.0.1: a body that stalls after the
+//! headers, a connection that is refused, an endpoint that comes back while its breaker is open.
+//!
+//! Real sockets need the real clock. Waits are bounded and driven by requests, never by sleeping;
+//! the assertions are about which endpoint answered and what the breakers counted, not about
+//! how long anything took.
+
+#![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Frame;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use resilience::http::ResilientClient;
+use resilience::{CircuitBreakerConfig, State, TransitionReason};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// What a test server answers.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// Its name, whole.
+    Name(&'static str),
+    /// `200`, a `Content-Length` of 20 and 10 bytes, then nothing.
+    StallHalfway,
+}
+
+/// A body of ten bytes that promises twenty and never sends the rest.
+struct Stalled {
+    sent: bool,
+}
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if std::mem::replace(&mut self.sent, true) {
+            Poll::Pending
+        } else {
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"{\"half\":1,")))))
+        }
+    }
+}
+
+type Body = http_body_util::Either<http_body_util::Full<Bytes>, Stalled>;
+
+/// A server on 127.0.0.1; dropping the task stops it and closes its connections.
+struct Server {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(answer: Answer, addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                connections.spawn(async move {
+                    let service = service_fn(move |_request| async move {
+                        let response = match answer {
+                            Answer::Name(name) => hyper::Response::new(Body::Left(
+                                http_body_util::Full::new(Bytes::from(name)),
+                            )),
+                            Answer::StallHalfway => hyper::Response::builder()
+                                .header("content-length", "20")
+                                .body(Body::Right(Stalled { sent: false }))
+                                .unwrap(),
+                        };
+                        Ok::<_, Infallible>(response)
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
+
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+async fn get(client: &ResilientClient) -> Result<String, resilience::BoxError> {
+    let request = client.request(reqwest::Method::GET, "/who").build()?;
+    let response = client.execute(request).await?;
+    Ok(String::from_utf8(response.into_body().to_vec())?)
+}
+
+fn breaker_of(client: &ResilientClient, addr: SocketAddr) -> resilience::CircuitBreakerHandle {
+    client
+        .breakers()
+        .into_iter()
+        .find(|breaker| breaker.name().ends_with(&addr.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_fails_its_attempt_and_the_request_goes_elsewhere() {
+    let stalls = Server::start(Answer::StallHalfway, "127.0.0.1:0".parse().unwrap()).await;
+    let whole = Server::start(Answer::Name("whole"), "127.0.0.1:0".parse().unwrap()).await;
+    let client = ResilientClient::builder("users")
+        .endpoints([stalls.url(), whole.url()])
+        .attempt_timeout(Duration::from_millis(200))
+        .deadline(Duration::from_secs(5))
+        .circuit_breaker(
+            CircuitBreakerConfig::builder()
+                .consecutive_failures(2)
+                .open_duration(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+        .without_hedging()
+        .build()
+        .unwrap();
+    for _ in 0..6 {
+        assert_eq!(get(&client).await.unwrap(), "whole");
+    }
+    let breaker = breaker_of(&client, stalls.addr);
+    assert_eq!(breaker.state(), State::Open);
+    let metrics = breaker.metrics();
+    assert_eq!(
+        (metrics.successes, metrics.failures),
+        (0, 2),
+        "a half-sent body is a failure, not a success"
+    );
+
+    // Alone, the stalling endpoint gives a timeout, not a half answer and not a hang.
+    let alone = ResilientClient::builder("users")
+        .endpoint(stalls.url())
+        .attempt_timeout(Duration::from_millis(200))
+        .max_attempts(2)
+        .build()
+        .unwrap();
+    let error = get(&alone).await.unwrap_err();
+    assert!(
+        resilience::find_in_chain::<resilience::Elapsed>(error.as_ref()).is_some(),
+        "{error}"
+    );
+    stalls.stop().await;
+    whole.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_elsewhere_without_a_backoff() {
+    let refusing = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refusing_url = format!("http://{}", refusing.local_addr().unwrap());
+    drop(refusing);
+    let up = Server::start(Answer::Name("up"), "127.0.0.1:0".parse().unwrap()).await;
+    // A backoff longer than the deadline: any retry that waited for it could not be sent.
+    let client = ResilientClient::builder("users")
+        .endpoints([refusing_url, up.url()])
+        .backoff(resilience::ExponentialBackoff::new(
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        ))
+        .deadline(Duration::from_secs(3))
+        .retry_budget(resilience::RetryBudget::new(0.0, 0).unwrap())
+        .build()
+        .unwrap();
+    for _ in 0..4 {
+        assert_eq!(get(&client).await.unwrap(), "up");
+    }
+    let retries = client.retry_metrics();
+    assert!(retries.retries >= 1, "{retries:?}");
+    assert_eq!(
+        (retries.budget_exhausted, retries.out_of_time),
+        (0, 0),
+        "never-sent retries neither wait nor pay"
+    );
+    up.stop().await;
+}
+
+#[tokio::test]
+async fn an_endpoint_back_up_is_found_by_its_health_check_long_before_the_open_duration() {
+    let one = Server::start(Answer::Name("one"), "127.0.0.1:0".parse().unwrap()).await;
+    let two = Server::start(Answer::Name("two"), "127.0.0.1:0".parse().unwrap()).await;
+    let two_addr = two.addr;
+    let client = ResilientClient::builder("users")
+        .endpoints([one.url(), two.url()])
+        .circuit_breaker(
+            CircuitBreakerConfig::builder()
+                .consecutive_failures(1)
+                .open_duration(Duration::from_secs(600))
+                .build()
+                .unwrap(),
+        )
+        .health_check(
+            "/health",
+            Duration::from_millis(50),
+            Duration::from_millis(200),
+        )
+        .build()
+        .unwrap();
+    let breaker = breaker_of(&client, two_addr);
+    let mut events = breaker.subscribe();
+    two.stop().await;
+    while breaker.state() != State::Open {
+        assert_eq!(get(&client).await.unwrap(), "one");
+    }
+
+    let two = Server::start(Answer::Name("two"), two_addr).await;
+    // Bounded by the test's patience, not by the ten minutes of open duration.
+    let back = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if get(&client).await.unwrap() == "two" {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(
+        back.is_ok(),
+        "two serves again; its breaker is {}",
+        breaker.state()
+    );
+    let changes: Vec<_> = std::iter::from_fn(|| events.try_recv().ok())
+        .map(|change| (change.to, change.reason))
+        .collect();
+    assert_eq!(
+        changes[changes.len() - 2..],
+        [
+            (State::HalfOpen, TransitionReason::HealthCheckPassed),
+            (State::Closed, TransitionReason::ProbesSucceeded(1)),
+        ],
+        "{changes:?}"
+    );
+    one.stop().await;
+    two.stop().await;
+}
