@@ -4,14 +4,17 @@
 //! |---|---|---|
 //! | [`CircuitBreaker`] | stops calling an endpoint that keeps failing, probes it back | [`CircuitBreakerLayer`] + service |
 //! | [`RoundRobin`] | spreads requests over endpoints, skipping those whose breaker is open | service over [`Admit`] endpoints |
+//! | [`HealthCheck`] | while a breaker is open, asks the endpoint itself whether it is back | attached to a [`CircuitBreaker`] |
 //! | [`RetryPolicy`] | backoff with jitter, attempt limit, budget, deadline | `tower::retry::Policy` |
+//! | [`Hedge`] | races a slow call with a copy to another endpoint, within the budget | [`HedgeLayer`] + service |
 //! | [`Timeout`], [`Deadline`] | a limit per attempt, and one for the whole request | [`TimeoutLayer`], [`DeadlineLayer`] |
 //! | [`http`] | HTTP failure classes, idempotency, `Retry-After`, a reqwest client | feature `http` (default) |
 //!
 //! They work over any tower `Service`, not only HTTP, and compose in this order, outermost
 //! first: a deadline bounds the whole request; retry re-sends failed requests through the
-//! balancer, so a retry lands on another endpoint; round robin picks an endpoint whose breaker
-//! admits traffic; each endpoint has its own breaker and attempt timeout.
+//! balancer, so a retry lands on another endpoint; a hedge, where wanted, races a slow call with
+//! a copy; round robin picks an endpoint whose breaker admits traffic; each endpoint has its own
+//! breaker and attempt timeout.
 //!
 //! ```
 //! use std::time::Duration;
