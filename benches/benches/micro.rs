@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use divan::Bencher;
 use resilience::{
-    AlwaysAdmit, BoxError, CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer, RetryPolicy,
+    BoxError, CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer, RetryPolicy,
     RoundRobin, TimeoutLayer,
 };
 use tower::retry::RetryLayer;
@@ -179,7 +179,7 @@ fn circuit_breaker(bencher: Bencher, inner: Inner) {
 fn round_robin<const ENDPOINTS: usize>(bencher: Bencher, inner: Inner) {
     bench_shared(
         bencher,
-        RoundRobin::new((0..ENDPOINTS).map(|key| (key, AlwaysAdmit(Echo(inner))))),
+        RoundRobin::new((0..ENDPOINTS).map(|key| (key, Echo(inner)))),
     );
 }
 
@@ -205,7 +205,7 @@ fn full_stack(bencher: Bencher, inner: Inner) {
     let breaker = CircuitBreakerConfig::default();
     let endpoints = [0, 1].map(|key| {
         let endpoint = ServiceBuilder::new()
-            .layer(CircuitBreakerLayer::new(breaker.clone()))
+            .layer(CircuitBreakerLayer::new(breaker.clone()).gate_readiness())
             .layer(TimeoutLayer::new(Duration::from_secs(1)))
             .service(Echo(inner));
         (key, endpoint)

@@ -3,12 +3,14 @@
 //! | piece | what it does | tower shape |
 //! |---|---|---|
 //! | [`CircuitBreaker`] | stops calling an endpoint that keeps failing, probes it back | [`CircuitBreakerLayer`] + service |
-//! | [`RoundRobin`] | spreads requests over endpoints, skipping those whose breaker is open | service over [`Admit`] endpoints |
+//! | [`RoundRobin`] | spreads requests over ready endpoints (a gated open breaker is not ready) | service over endpoints |
+//! | [`FailFast`] | answers [`NoAvailableEndpoint`] at once when no endpoint is ready | [`FailFastLayer`] + service |
 //! | [`HealthCheck`] | while a breaker is open, asks the endpoint itself whether it is back | attached to a [`CircuitBreaker`] |
 //! | [`RetryPolicy`] | backoff with jitter, attempt limit, budget, deadline | `tower::retry::Policy` |
 //! | [`Hedge`] | races a slow call with a copy to another endpoint, within the budget | [`HedgeLayer`] + service |
 //! | [`Timeout`], [`Deadline`] | a limit per attempt, and one for the whole request | [`TimeoutLayer`], [`DeadlineLayer`] |
-//! | [`http`] | HTTP failure classes, idempotency, `Retry-After`, a reqwest client | feature `http` (default) |
+//! | [`http`] | HTTP failure classes, idempotency, `Retry-After`, a capped body read | feature `http` |
+//! | [`http::ResilientClient`] | all of the above over reqwest (with rustls), in a few lines | feature `reqwest` |
 //!
 //! They work over any tower `Service`, not only HTTP, and compose in this order, outermost
 //! first: a deadline bounds the whole request; retry re-sends failed requests through the
@@ -20,8 +22,8 @@
 //! use std::time::Duration;
 //! use tower::{Service, ServiceBuilder, ServiceExt, retry::RetryLayer, service_fn};
 //! use resilience::{
-//!     CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer, RetryPolicy, RoundRobin, State,
-//!     TimeoutLayer,
+//!     CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer, FailFastLayer, RetryPolicy,
+//!     RoundRobin, State, TimeoutLayer,
 //! };
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -30,7 +32,8 @@
 //! // Two endpoints: "a" is down, "b" answers.
 //! let endpoints = ["a", "b"].map(|name| {
 //!     let endpoint = ServiceBuilder::new()
-//!         .layer(CircuitBreakerLayer::new(breaker.clone()).named(name))
+//!         // Under a balancer, a breaker says "not now" through readiness.
+//!         .layer(CircuitBreakerLayer::new(breaker.clone()).named(name).gate_readiness())
 //!         .layer(TimeoutLayer::new(Duration::from_millis(500)))
 //!         .service(service_fn(move |id: u32| async move {
 //!             match name {
@@ -46,6 +49,8 @@
 //! let client = ServiceBuilder::new()
 //!     .layer(DeadlineLayer::new(Duration::from_secs(2)))
 //!     .layer(RetryLayer::new(retry))
+//!     // Every breaker open: answer at once rather than wait for one to admit a probe.
+//!     .layer(FailFastLayer::new())
 //!     .service(RoundRobin::new(endpoints));
 //!
 //! for id in 0..10 {
@@ -76,7 +81,9 @@ mod striped;
 pub mod timeout;
 
 pub use self::backoff::ExponentialBackoff;
-pub use self::balance::{Admit, AlwaysAdmit, NoAvailableEndpoint, RoundRobin, RoundRobinHandle};
+pub use self::balance::{
+    FailFast, FailFastLayer, NoAvailableEndpoint, RoundRobin, RoundRobinHandle,
+};
 pub use self::circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerConfigBuilder, CircuitBreakerHandle,
     CircuitBreakerLayer, CircuitBreakerMetrics, CircuitOpen, Classify, ErrorsAreFailures,

@@ -20,7 +20,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use resilience::{
-    AlwaysAdmit, BoxError, CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer, RetryPolicy,
+    BoxError, CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer, FailFastLayer, RetryPolicy,
     RoundRobin, TimeoutLayer,
 };
 use tower::retry::RetryLayer;
@@ -118,7 +118,11 @@ fn full_stack(inner: Echo) -> impl Service<u64, Response = u64, Error = BoxError
     let breaker = CircuitBreakerConfig::default();
     let endpoints = ["a", "b"].map(|name| {
         let endpoint = ServiceBuilder::new()
-            .layer(CircuitBreakerLayer::new(breaker.clone()).named(name))
+            .layer(
+                CircuitBreakerLayer::new(breaker.clone())
+                    .named(name)
+                    .gate_readiness(),
+            )
             .layer(TimeoutLayer::new(Duration::from_secs(1)))
             .service(inner);
         (name, endpoint)
@@ -130,6 +134,7 @@ fn full_stack(inner: Echo) -> impl Service<u64, Response = u64, Error = BoxError
     ServiceBuilder::new()
         .layer(DeadlineLayer::new(Duration::from_secs(3)))
         .layer(RetryLayer::new(policy))
+        .layer(FailFastLayer::new())
         .service(RoundRobin::new(endpoints))
 }
 
@@ -145,10 +150,7 @@ fn the_full_stack_allocates_nothing_per_call_beyond_the_inner_service() {
         let inner = Echo { pending_once };
         let bare = allocations_per_call(inner);
         let stacked = allocations_per_call(full_stack(inner));
-        let balanced = allocations_per_call(RoundRobin::new([
-            ("a", AlwaysAdmit(inner)),
-            ("b", AlwaysAdmit(inner)),
-        ]));
+        let balanced = allocations_per_call(RoundRobin::new([("a", inner), ("b", inner)]));
         // The counter works: a service that boxes its future allocates once per call.
         let boxing = allocations_per_call(tower::util::BoxService::new(inner));
         assert_eq!(boxing, 1.0, "the control, pending once: {pending_once}");

@@ -1,20 +1,45 @@
-/// Every endpoint of a balancer refused traffic (their breakers are open), or there are none.
+use std::fmt;
+
+/// No endpoint of a balancer would take the request now: their breakers are open (or busy,
+/// behind [`FailFast`](super::FailFast)), or there are none.
 ///
 /// A local rejection: the request reached no endpoint, so [`RetryPolicy`](crate::RetryPolicy)
 /// does not retry it, and a gateway answers `503 Service Unavailable`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no endpoint is admitting traffic ({endpoints} endpoints, none available)")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoAvailableEndpoint {
-    endpoints: usize,
+    endpoints: Option<usize>,
 }
 
 impl NoAvailableEndpoint {
+    /// A balancer with this many endpoints, none available.
     pub(crate) fn new(endpoints: usize) -> Self {
-        Self { endpoints }
+        Self {
+            endpoints: Some(endpoints),
+        }
     }
 
-    /// How many endpoints the balancer had.
-    pub fn endpoints(&self) -> usize {
+    /// A balancer that was not ready, however many endpoints it has.
+    pub(crate) fn not_ready() -> Self {
+        Self { endpoints: None }
+    }
+
+    /// How many endpoints the balancer had, when it said.
+    pub fn endpoints(&self) -> Option<usize> {
         self.endpoints
     }
 }
+
+impl fmt::Display for NoAvailableEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.endpoints {
+            Some(0) => f.write_str("no endpoint is admitting traffic (there are none)"),
+            Some(n) => write!(
+                f,
+                "no endpoint is admitting traffic ({n} endpoints, none available)"
+            ),
+            None => f.write_str("no endpoint is admitting traffic"),
+        }
+    }
+}
+
+impl std::error::Error for NoAvailableEndpoint {}

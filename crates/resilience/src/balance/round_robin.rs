@@ -17,12 +17,14 @@ use std::task::{Context, Poll};
 
 use tower_service::Service;
 
+use super::NoAvailableEndpoint;
 use super::future::ResponseFuture;
-use super::{Admit, NoAvailableEndpoint};
 use crate::BoxError;
 
-/// Spreads requests over endpoints in strict turn, skipping endpoints that do not
-/// [admit](Admit) traffic, and failing at once with [`NoAvailableEndpoint`] when none does.
+/// Spreads requests over endpoints in strict turn, skipping endpoints that are not ready (a
+/// [gated](crate::CircuitBreaker::gate_readiness) breaker is not ready while it admits no
+/// calls), and waiting when none is ready. Put [`FailFast`](super::FailFast) outside it to
+/// answer [`NoAvailableEndpoint`] at once instead; with no endpoints at all it does so itself.
 ///
 /// Clones share the endpoints and the turn, so a stack cloned per request still rotates.
 /// Endpoints are cloned for each request, so they should be cheap to clone (a breaker, a
@@ -30,11 +32,11 @@ use crate::BoxError;
 ///
 /// ```
 /// use tower::{Service, ServiceExt, service_fn};
-/// use resilience::{AlwaysAdmit, RoundRobin};
+/// use resilience::RoundRobin;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), resilience::BoxError> {
-/// let endpoint = |name: &'static str| AlwaysAdmit(service_fn(move |_: ()| async move { Ok::<_, std::convert::Infallible>(name) }));
+/// let endpoint = |name: &'static str| service_fn(move |_: ()| async move { Ok::<_, std::convert::Infallible>(name) });
 /// let mut balancer = RoundRobin::new([("a", endpoint("a")), ("b", endpoint("b"))]);
 /// let mut seen = Vec::new();
 /// for _ in 0..4 {
@@ -169,7 +171,7 @@ impl<K: std::fmt::Debug, S> std::fmt::Debug for RoundRobin<K, S> {
 
 impl<K, S, Request> Service<Request> for RoundRobin<K, S>
 where
-    S: Service<Request> + Admit + Clone,
+    S: Service<Request> + Clone,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -223,23 +225,20 @@ where
 }
 
 impl<K, S> RoundRobin<K, S> {
-    /// Takes endpoint `index` if it admits a call and is ready; parks it if it is not ready yet.
+    /// Takes endpoint `index` if it is ready; parks it, with its waker registered, if not.
+    ///
+    /// Each attempt polls a fresh clone: a gated breaker's clone that is ready holds the
+    /// admission it reserved, so exactly as many callers as it has probe permits get through.
     fn try_select<Request>(&mut self, index: usize, cx: &mut Context<'_>) -> bool
     where
-        S: Service<Request> + Admit + Clone,
+        S: Service<Request> + Clone,
         S::Error: Into<BoxError>,
     {
-        let (_, endpoint) = &self.snapshot.endpoints[index];
-        if !endpoint.admits() {
-            return false;
-        }
-        let mut service = endpoint.clone();
+        let mut service = self.snapshot.endpoints[index].1.clone();
         match service.poll_ready(cx) {
             Poll::Ready(Ok(())) => {
-                if service.try_admit() {
-                    self.selection = Selection::Chosen(service);
-                    return true;
-                }
+                self.selection = Selection::Chosen(service);
+                return true;
             }
             Poll::Ready(Err(error)) => {
                 let error: BoxError = error.into();

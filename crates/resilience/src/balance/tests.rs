@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
@@ -89,6 +90,7 @@ impl Fixture {
                     endpoint.name,
                     CircuitBreakerLayer::new(config.clone())
                         .named(endpoint.name)
+                        .gate_readiness()
                         .layer(endpoint.clone()),
                 )
             })
@@ -111,7 +113,7 @@ fn config() -> CircuitBreakerConfig {
 
 async fn send<S>(balancer: &mut RoundRobin<&'static str, S>) -> Result<&'static str, BoxError>
 where
-    S: Service<(), Response = &'static str, Error = BoxError> + Admit + Clone,
+    S: Service<(), Response = &'static str, Error = BoxError> + Clone,
 {
     balancer.ready().await?.call(()).await
 }
@@ -119,12 +121,7 @@ where
 #[tokio::test(start_paused = true)]
 async fn rotates_in_exact_turn_over_three_endpoints() {
     let fixture = Fixture::new(&["a", "b", "c"]);
-    let mut balancer = RoundRobin::new(
-        fixture
-            .endpoints
-            .iter()
-            .map(|e| (e.name, AlwaysAdmit(e.clone()))),
-    );
+    let mut balancer = RoundRobin::new(fixture.endpoints.iter().map(|e| (e.name, e.clone())));
     for _ in 0..9 {
         send(&mut balancer).await.unwrap();
     }
@@ -137,12 +134,7 @@ async fn rotates_in_exact_turn_over_three_endpoints() {
 #[tokio::test(start_paused = true)]
 async fn clones_share_the_turn() {
     let fixture = Fixture::new(&["a", "b"]);
-    let balancer = RoundRobin::new(
-        fixture
-            .endpoints
-            .iter()
-            .map(|e| (e.name, AlwaysAdmit(e.clone()))),
-    );
+    let balancer = RoundRobin::new(fixture.endpoints.iter().map(|e| (e.name, e.clone())));
     for _ in 0..4 {
         balancer.clone().oneshot(()).await.unwrap();
     }
@@ -208,22 +200,27 @@ async fn all_open_fails_at_once_with_no_available_endpoint() {
     for (_, endpoint) in &endpoints {
         endpoint.handle().force_open();
     }
-    let mut balancer = RoundRobin::new(endpoints);
-    let mut ready = task::spawn(balancer.ready());
+    let balancer = RoundRobin::new(endpoints);
+    let mut waiting = task::spawn(balancer.clone().ready_oneshot());
+    assert!(
+        waiting.poll().is_pending(),
+        "alone, a balancer of open gated breakers waits for one to admit a call"
+    );
+    let mut fail_fast = FailFast::new(balancer);
+    let mut ready = task::spawn(fail_fast.ready());
     assert_ready!(ready.poll()).unwrap();
     drop(ready);
-    let mut response = task::spawn(balancer.call(()));
+    let mut response = task::spawn(fail_fast.call(()));
     let error = assert_ready!(response.poll()).unwrap_err();
-    let unavailable = error
+    error
         .downcast_ref::<NoAvailableEndpoint>()
         .expect("a NoAvailableEndpoint");
-    assert_eq!(unavailable.endpoints(), 2);
     assert_eq!(fixture.take_log(), Vec::<&str>::new(), "nothing was called");
 }
 
 #[tokio::test(start_paused = true)]
 async fn no_endpoints_at_all_is_no_available_endpoint() {
-    let mut balancer: RoundRobin<&'static str, AlwaysAdmit<Named>> = RoundRobin::new([]);
+    let mut balancer: RoundRobin<&'static str, Named> = RoundRobin::new([]);
     let error = send(&mut balancer).await.unwrap_err();
     assert!(error.is::<NoAvailableEndpoint>());
 }
@@ -317,7 +314,7 @@ async fn waits_for_a_busy_endpoint_instead_of_failing() {
         open: Arc::default(),
         waker: Arc::default(),
     };
-    let mut balancer = RoundRobin::new([("gate", AlwaysAdmit(gate.clone()))]);
+    let mut balancer = RoundRobin::new([("gate", gate.clone())]);
     let mut ready = task::spawn(balancer.ready());
     assert!(
         ready.poll().is_pending(),
@@ -334,12 +331,7 @@ async fn waits_for_a_busy_endpoint_instead_of_failing() {
 #[tokio::test(start_paused = true)]
 async fn a_second_call_through_one_instance_goes_elsewhere_even_when_the_turn_points_back() {
     let fixture = Fixture::new(&["a", "b"]);
-    let mut retrying = RoundRobin::new(
-        fixture
-            .endpoints
-            .iter()
-            .map(|e| (e.name, AlwaysAdmit(e.clone()))),
-    );
+    let mut retrying = RoundRobin::new(fixture.endpoints.iter().map(|e| (e.name, e.clone())));
     let mut other = retrying.clone();
     assert_eq!(send(&mut retrying).await.unwrap(), "a");
     // Another request takes "b"'s turn, so the shared turn points at "a" again.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::state::State;
+use super::events::State;
 
 /// The breaker rejected a call without calling the inner service.
 ///

@@ -14,6 +14,7 @@ pub struct CircuitBreakerLayer<C = ErrorsAreFailures> {
     config: CircuitBreakerConfig,
     classifier: C,
     name: Option<Arc<str>>,
+    gated: bool,
 }
 
 impl CircuitBreakerLayer {
@@ -23,6 +24,7 @@ impl CircuitBreakerLayer {
             config,
             classifier: ErrorsAreFailures,
             name: None,
+            gated: false,
         }
     }
 }
@@ -34,7 +36,15 @@ impl<C> CircuitBreakerLayer<C> {
             config: self.config,
             classifier,
             name: self.name,
+            gated: self.gated,
         }
+    }
+
+    /// Makes breakers that gate readiness, for endpoints under a balancer (see
+    /// [`CircuitBreaker::gate_readiness`]).
+    pub fn gate_readiness(mut self) -> Self {
+        self.gated = true;
+        self
     }
 
     /// Names the breakers this layer makes, for logs, events and errors.
@@ -49,6 +59,11 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
 
     fn layer(&self, inner: S) -> Self::Service {
         let name = self.name.clone().unwrap_or_else(|| Arc::from("unnamed"));
-        CircuitBreaker::build(inner, &self.config, self.classifier.clone(), name)
+        let breaker = CircuitBreaker::build(inner, &self.config, self.classifier.clone(), name);
+        if self.gated {
+            breaker.gate_readiness()
+        } else {
+            breaker
+        }
     }
 }

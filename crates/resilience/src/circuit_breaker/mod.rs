@@ -16,8 +16,22 @@
 //! finds the breaker half-open, where exactly [`half_open_probes`] calls are admitted however many
 //! callers race, and a probe whose future is dropped gives its permit back.
 //!
-//! Tower's own middleware has no breaker; [`RoundRobin`](crate::RoundRobin) uses this one to skip
-//! endpoints that are not admitting traffic.
+//! # Alone, or under a balancer
+//!
+//! Used alone, an open breaker is ready and its `call` fails at once with [`CircuitOpen`]: the
+//! caller learns now, not after waiting. Under a balancer (tower's `p2c`,
+//! [`RoundRobin`](crate::RoundRobin), any readiness-based one), turn on the readiness gate with
+//! [`CircuitBreakerLayer::gate_readiness`]: a breaker that admits no call is then not ready, so
+//! the balancer picks another endpoint, and it is woken when it may probe again (its open
+//! duration ended, its [`HealthCheck`] passed). A ready gate has reserved the admission for the
+//! next `call`, so a half-open breaker with one probe permit is ready for exactly one caller.
+//! Readiness passes through any layer in between, as linkerd's breakers gate their endpoints;
+//! [`FailFast`](crate::FailFast) outside the balancer answers at once when every breaker is
+//! open.
+//!
+//! Every decision (trip, open → half-open, probe outcome, open-duration growth, the half-open
+//! wait) is made by plain functions of the state and the time (`machine.rs`, `policy.rs`); the
+//! atomics in `state.rs` only carry the state.
 //!
 //! ```
 //! use std::time::Duration;
@@ -50,15 +64,18 @@
 mod classify;
 mod config;
 mod error;
+mod events;
 pub mod future;
+mod gate;
 mod layer;
+mod machine;
 mod policy;
 mod probe;
 mod state;
 mod window;
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use tokio::sync::broadcast;
 use tower_service::Service;
@@ -66,23 +83,27 @@ use tower_service::Service;
 pub use self::classify::{Classify, ErrorsAreFailures, Outcome};
 pub use self::config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder, SlidingWindow};
 pub use self::error::CircuitOpen;
+pub use self::events::{CircuitBreakerMetrics, State, StateChange, TransitionReason};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::policy::TripReason;
 pub use self::probe::HealthCheck;
-pub use self::state::{CircuitBreakerMetrics, State, StateChange, TransitionReason};
 
 use self::future::ResponseFuture;
-use self::state::{Breaker, Permit};
-use crate::{Admit, BoxError};
+use self::gate::Gate;
+use self::state::Breaker;
+use crate::BoxError;
 
 /// A service guarded by a circuit breaker; see the [module docs](self).
 ///
-/// Clones share one breaker. A clone does not share a permit taken by [`Admit::try_admit`].
+/// Clones share one breaker. A gated clone does not share the admission its `poll_ready`
+/// reserved.
 pub struct CircuitBreaker<S, C = ErrorsAreFailures> {
     inner: S,
     breaker: Arc<Breaker>,
     classifier: C,
-    reserved: Option<Permit>,
+    /// Under a balancer: readiness says whether a call would be admitted. Alone: `None`, and an
+    /// open breaker is ready to reject.
+    gate: Option<Gate>,
 }
 
 impl<S> CircuitBreaker<S> {
@@ -103,7 +124,7 @@ impl<S, C> CircuitBreaker<S, C> {
             inner,
             breaker: Arc::new(Breaker::new(config, name)),
             classifier,
-            reserved: None,
+            gate: None,
         }
     }
 
@@ -146,6 +167,16 @@ impl<S, C> CircuitBreaker<S, C> {
         Ok(self)
     }
 
+    /// Gates readiness, for an endpoint under a balancer: while the breaker admits no call,
+    /// `poll_ready` is `Pending` (woken when it may admit one again) instead of `call` failing
+    /// with [`CircuitOpen`], so tower's `p2c`, [`RoundRobin`](crate::RoundRobin) or any
+    /// readiness-based balancer routes around it. A ready gate has reserved the admission (a
+    /// half-open probe permit included) for the next `call`. See the [module docs](self).
+    pub fn gate_readiness(mut self) -> Self {
+        self.gate = Some(Gate::default());
+        self
+    }
+
     /// A handle on this breaker, for operators and status pages.
     pub fn handle(&self) -> CircuitBreakerHandle {
         CircuitBreakerHandle {
@@ -175,7 +206,7 @@ impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
             inner: self.inner.clone(),
             breaker: Arc::clone(&self.breaker),
             classifier: self.classifier.clone(),
-            reserved: None,
+            gate: self.gate.as_ref().map(|_| Gate::default()),
         }
     }
 }
@@ -200,13 +231,16 @@ where
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Readiness is the inner service's: an open breaker is "ready to reject", so a caller
-        // that is not behind a balancer learns at once, from `call`, that the circuit is open.
+        // Alone, an open breaker is "ready to reject": its caller learns at once, from `call`,
+        // that the circuit is open. Gated, it is not ready until it admits a call.
+        if let Some(gate) = &mut self.gate {
+            ready!(gate.poll_admit(&self.breaker, cx));
+        }
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let permit = match self.reserved.take() {
+        let permit = match self.gate.as_mut().and_then(Gate::take) {
             Some(permit) => Ok(permit),
             None => self.breaker.acquire(),
         };
@@ -215,25 +249,6 @@ where
                 ResponseFuture::called(self.inner.call(request), permit, self.classifier.clone())
             }
             Err(open) => ResponseFuture::rejected(open),
-        }
-    }
-}
-
-impl<S, C> Admit for CircuitBreaker<S, C> {
-    fn admits(&self) -> bool {
-        self.reserved.is_some() || self.breaker.admits()
-    }
-
-    fn try_admit(&mut self) -> bool {
-        if self.reserved.is_some() {
-            return true;
-        }
-        match self.breaker.acquire() {
-            Ok(permit) => {
-                self.reserved = Some(permit);
-                true
-            }
-            Err(_) => false,
         }
     }
 }

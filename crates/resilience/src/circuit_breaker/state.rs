@@ -19,6 +19,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Waker;
 use std::time::{Duration, SystemTime};
 
 use rand::rngs::SmallRng;
@@ -29,170 +30,16 @@ use tokio::time::Instant;
 use super::classify::Outcome;
 use super::config::CircuitBreakerConfig;
 use super::error::CircuitOpen;
-use super::policy::{TripPolicy, TripReason};
+use super::events::{CircuitBreakerMetrics, State, StateChange, TransitionReason};
+use super::machine::{Admission, AfterProbe, Machine};
+use super::policy::TripPolicy;
 use super::probe::HealthCheck;
 use super::window::{Sample, Window};
-use crate::ExponentialBackoff;
 use crate::striped::{STRIPES, stripe_index};
-
-/// Where a breaker is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
-    /// Calls go through; failures are counted.
-    Closed,
-    /// Calls are rejected until the open duration has passed.
-    Open,
-    /// A limited number of probe calls go through; their outcome closes or re-opens the breaker.
-    HalfOpen,
-    /// An operator opened the breaker; it stays open until forced closed or reset.
-    ForcedOpen,
-    /// An operator closed the breaker; it admits everything and never trips until reset.
-    ForcedClosed,
-}
-
-impl State {
-    /// The name used in logs and status pages: `closed`, `open`, `half_open`, ...
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Closed => "closed",
-            Self::Open => "open",
-            Self::HalfOpen => "half_open",
-            Self::ForcedOpen => "forced_open",
-            Self::ForcedClosed => "forced_closed",
-        }
-    }
-
-    fn to_bits(self) -> u64 {
-        match self {
-            Self::Closed => 0,
-            Self::Open => 1,
-            Self::HalfOpen => 2,
-            Self::ForcedOpen => 3,
-            Self::ForcedClosed => 4,
-        }
-    }
-
-    fn from_bits(bits: u64) -> Self {
-        match bits & STATE_MASK {
-            0 => Self::Closed,
-            1 => Self::Open,
-            2 => Self::HalfOpen,
-            3 => Self::ForcedOpen,
-            _ => Self::ForcedClosed,
-        }
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why a breaker changed state.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum TransitionReason {
-    /// A trip condition held while closed.
-    Tripped(TripReason),
-    /// The open duration passed; probes may go through.
-    OpenDurationElapsed,
-    /// The active health check found the endpoint answering; probes may go through.
-    HealthCheckPassed,
-    /// The probes of a half-open period did not report back within the maximum half-open wait.
-    ProbeTimedOut,
-    /// Every probe of the half-open period succeeded.
-    ProbesSucceeded(u16),
-    /// A probe failed (or was slow).
-    ProbeFailed,
-    /// An operator forced the breaker open.
-    ForcedOpen,
-    /// An operator forced the breaker closed.
-    ForcedClosed,
-    /// An operator reset the breaker.
-    Reset,
-}
-
-impl fmt::Display for TransitionReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Tripped(reason) => write!(f, "{reason}"),
-            Self::OpenDurationElapsed => f.write_str("open duration elapsed"),
-            Self::HealthCheckPassed => f.write_str("health check passed"),
-            Self::ProbeTimedOut => f.write_str("probe timed out"),
-            Self::ProbesSucceeded(1) => f.write_str("probe succeeded"),
-            Self::ProbesSucceeded(n) => write!(f, "{n} probes succeeded"),
-            Self::ProbeFailed => f.write_str("probe failed"),
-            Self::ForcedOpen => f.write_str("forced open"),
-            Self::ForcedClosed => f.write_str("forced closed"),
-            Self::Reset => f.write_str("reset"),
-        }
-    }
-}
-
-/// One state change, as delivered to subscribers and listeners.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StateChange {
-    /// The breaker's name (see [`CircuitBreakerLayer::named`](crate::CircuitBreakerLayer::named)).
-    pub breaker: Arc<str>,
-    /// The state left.
-    pub from: State,
-    /// The state entered.
-    pub to: State,
-    /// Why.
-    pub reason: TransitionReason,
-    /// When, on tokio's clock (paused in tests).
-    pub at: Instant,
-    /// When, on the wall clock, for people reading logs and status pages.
-    pub at_wall_clock: SystemTime,
-    /// For a change to [`State::Open`]: how long until the next probe is admitted.
-    pub open_for: Option<Duration>,
-}
-
-impl fmt::Display for StateChange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "circuit breaker {}: {} -> {} ({})",
-            self.breaker, self.from, self.to, self.reason
-        )?;
-        if let Some(open_for) = self.open_for {
-            write!(f, "; next probe in {:.1}s", open_for.as_secs_f64())?;
-        }
-        Ok(())
-    }
-}
-
-/// A snapshot of a breaker's state and counters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CircuitBreakerMetrics {
-    /// The current state.
-    pub state: State,
-    /// Failures in a row since the last success (closed state).
-    pub consecutive_failures: u32,
-    /// Calls that completed successfully, since the breaker was made.
-    pub successes: u64,
-    /// Calls that failed.
-    pub failures: u64,
-    /// Calls that took at least the slow-call threshold (when one is configured).
-    pub slow_calls: u64,
-    /// Calls rejected without reaching the inner service.
-    pub rejected: u64,
-    /// The most recent state change.
-    pub last_change: Option<StateChange>,
-    /// While open: how long until a probe is admitted (zero once it is due).
-    pub next_probe_in: Option<Duration>,
-}
-
-impl CircuitBreakerMetrics {
-    /// Calls that reached the inner service and completed.
-    pub fn calls(&self) -> u64 {
-        self.successes + self.failures
-    }
-}
 
 type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
 
-const STATE_MASK: u64 = 0xff;
+pub(super) const STATE_MASK: u64 = 0xff;
 const PROBE_SHIFT: u32 = 8;
 const PROBE_ONE: u64 = 1 << PROBE_SHIFT;
 const GENERATION_SHIFT: u32 = 24;
@@ -229,9 +76,7 @@ struct Core {
     policy: TripPolicy,
     slow_threshold: Option<Duration>,
     needs_clock: bool,
-    open_backoff: ExponentialBackoff,
-    probes: u16,
-    half_open_wait: Duration,
+    machine: Machine,
     cold: Mutex<Cold>,
     events: broadcast::Sender<StateChange>,
 }
@@ -245,6 +90,8 @@ struct Cold {
     last_change: Option<StateChange>,
     listeners: Vec<Listener>,
     health_check: Option<HealthCheck>,
+    /// Gated instances waiting for the breaker to admit calls again, woken on every change.
+    waiters: Vec<Waker>,
 }
 
 /// One breaker: its core, and the per-thread lanes its permits hold.
@@ -336,9 +183,28 @@ impl Breaker {
         self.core.admits()
     }
 
-    /// Admits one call, or says why not.
+    /// Admits one call, or says why not (and counts the refusal).
     pub(crate) fn acquire(&self) -> Result<Permit, CircuitOpen> {
-        self.core.acquire(&self.lanes[stripe_index()])
+        self.core.acquire(&self.lanes[stripe_index()], true)
+    }
+
+    /// Admits one call for a readiness gate, which asks as often as it is polled: a refusal
+    /// here is a "not now", not a rejected call, and is not counted.
+    pub(crate) fn acquire_quietly(&self) -> Result<Permit, CircuitOpen> {
+        self.core.acquire(&self.lanes[stripe_index()], false)
+    }
+
+    /// Whether `permit` was taken in the breaker's current state (no transition since).
+    pub(crate) fn is_current(&self, permit: &Permit) -> bool {
+        generation_of(self.core.word.load(Ordering::Acquire)) == permit.generation
+    }
+
+    /// Wakes `waker` at the breaker's next change of state.
+    pub(crate) fn wake_on_transition(&self, waker: &Waker) {
+        let mut cold = self.core.cold();
+        if !cold.waiters.iter().any(|waiting| waiting.will_wake(waker)) {
+            cold.waiters.push(waker.clone());
+        }
     }
 
     /// An operator's change: from whatever state to `to`, starting a new generation.
@@ -394,9 +260,11 @@ impl Core {
             policy: TripPolicy::new(config),
             slow_threshold: config.slow_calls.map(|slow| slow.threshold),
             needs_clock: config.needs_clock(),
-            open_backoff: config.open,
-            probes: config.half_open_probes,
-            half_open_wait: config.half_open_max_wait,
+            machine: Machine {
+                open: config.open,
+                half_open_wait: config.half_open_max_wait,
+                probes: config.half_open_probes,
+            },
             cold: Mutex::new(Cold {
                 reopens: 0,
                 probe_successes: 0,
@@ -404,6 +272,7 @@ impl Core {
                 last_change: None,
                 listeners: Vec::new(),
                 health_check: None,
+                waiters: Vec::new(),
             }),
             events: broadcast::channel(EVENT_BUFFER).0,
         }
@@ -425,66 +294,40 @@ impl Core {
         State::from_bits(self.word.load(Ordering::Acquire))
     }
 
+    fn until(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.until.load(Ordering::Acquire))
+    }
+
     fn admits(&self) -> bool {
         let word = self.word.load(Ordering::Acquire);
-        match State::from_bits(word) {
-            State::Closed | State::ForcedClosed => true,
-            State::ForcedOpen => false,
-            State::HalfOpen => probes_of(word) > 0,
-            State::Open => {
-                self.nanos_since_epoch(Instant::now()) >= self.until.load(Ordering::Acquire)
-            }
+        match self.machine.admit(
+            State::from_bits(word),
+            probes_of(word),
+            self.until(),
+            Instant::now,
+        ) {
+            Admission::Pass | Admission::Probe => true,
+            Admission::Reject { .. } => false,
+            // Open with its time up: the next call will probe.
+            Admission::Move(change) => change.to == State::HalfOpen,
         }
     }
 
-    /// Admits one call, with a permit holding `lane`, or says why not.
-    fn acquire(&self, lane: &Arc<Lane>) -> Result<Permit, CircuitOpen> {
+    /// Admits one call, with a permit holding `lane`, or says why not; a refusal is counted
+    /// when `count` says so (a call refused, not a balancer looking).
+    fn acquire(&self, lane: &Arc<Lane>, count: bool) -> Result<Permit, CircuitOpen> {
         loop {
             let word = self.word.load(Ordering::Acquire);
             let generation = generation_of(word);
-            match State::from_bits(word) {
-                State::Closed | State::ForcedClosed => {
-                    return Ok(self.permit(lane, generation, false));
-                }
-                State::ForcedOpen => return Err(self.reject(lane, State::ForcedOpen, None)),
-                State::Open => {
-                    let now = Instant::now();
-                    let until = self.until.load(Ordering::Acquire);
-                    let now_nanos = self.nanos_since_epoch(now);
-                    if now_nanos < until {
-                        return Err(self.reject(
-                            lane,
-                            State::Open,
-                            Some(Duration::from_nanos(until - now_nanos)),
-                        ));
-                    }
-                    // Open => HalfOpen: the open duration has passed. Whoever gets here first
-                    // makes the change; everyone then re-reads the word.
-                    self.transition(
-                        generation,
-                        State::Open,
-                        State::HalfOpen,
-                        TransitionReason::OpenDurationElapsed,
-                        now,
-                    );
-                }
-                State::HalfOpen => {
-                    if probes_of(word) == 0 {
-                        let now = Instant::now();
-                        if self.nanos_since_epoch(now) < self.until.load(Ordering::Acquire) {
-                            return Err(self.reject(lane, State::HalfOpen, None));
-                        }
-                        // HalfOpen => Open: a probe never reported back (no timeout below the
-                        // breaker, or a hung task); count it as failed rather than wait forever.
-                        self.transition(
-                            generation,
-                            State::HalfOpen,
-                            State::Open,
-                            TransitionReason::ProbeTimedOut,
-                            now,
-                        );
-                        continue;
-                    }
+            let state = State::from_bits(word);
+            let admission = self
+                .machine
+                .admit(state, probes_of(word), self.until(), Instant::now);
+            match admission {
+                Admission::Pass => return Ok(self.permit(lane, generation, false)),
+                Admission::Probe => {
+                    // Take one permit of the word we read; another caller, or a transition,
+                    // changing the word first sends us round again.
                     if self
                         .word
                         .compare_exchange_weak(
@@ -498,6 +341,16 @@ impl Core {
                         return Ok(self.permit(lane, generation, true));
                     }
                 }
+                Admission::Reject { retry_after } => {
+                    if count {
+                        lane.count(REJECTED);
+                    }
+                    return Err(CircuitOpen::new(Arc::clone(&self.name), state, retry_after));
+                }
+                // Whoever gets here first makes the change; everyone then reads the word again.
+                Admission::Move(change) => {
+                    self.transition(generation, state, change.to, change.reason, Instant::now());
+                }
             }
         }
     }
@@ -510,11 +363,6 @@ impl Core {
             started: self.needs_clock.then(Instant::now),
             settled: false,
         }
-    }
-
-    fn reject(&self, lane: &Lane, state: State, retry_after: Option<Duration>) -> CircuitOpen {
-        lane.count(REJECTED);
-        CircuitOpen::new(Arc::clone(&self.name), state, retry_after)
     }
 
     fn release_probe(&self, generation: u64) {
@@ -597,28 +445,11 @@ impl Core {
         if generation_of(word) != generation || State::from_bits(word) != State::HalfOpen {
             return;
         }
-        let now = Instant::now();
-        if failed {
-            // HalfOpen => Open: the service is not back yet; wait longer this time.
-            self.apply(
-                &mut cold,
-                word,
-                State::Open,
-                TransitionReason::ProbeFailed,
-                now,
-            );
-            return;
-        }
-        cold.probe_successes += 1;
-        if cold.probe_successes >= self.probes {
-            // HalfOpen => Closed: every probe succeeded.
-            self.apply(
-                &mut cold,
-                word,
-                State::Closed,
-                TransitionReason::ProbesSucceeded(self.probes),
-                now,
-            );
+        match self.machine.after_probe(failed, cold.probe_successes) {
+            AfterProbe::Wait => cold.probe_successes += 1,
+            AfterProbe::Move(change) => {
+                self.apply(&mut cold, word, change.to, change.reason, Instant::now());
+            }
         }
     }
 
@@ -646,37 +477,22 @@ impl Core {
 
     fn apply(&self, cold: &mut Cold, word: u64, to: State, reason: TransitionReason, now: Instant) {
         let from = State::from_bits(word);
-        let mut open_for = None;
-        match to {
-            State::Open => {
-                cold.reopens = if from == State::HalfOpen {
-                    cold.reopens.saturating_add(1)
-                } else {
-                    0
-                };
-                let duration = self.open_backoff.delay(cold.reopens, &mut cold.rng);
-                self.until
-                    .store(self.nanos_since_epoch(now + duration), Ordering::Release);
-                open_for = Some(duration);
-            }
-            State::HalfOpen => {
-                cold.probe_successes = 0;
-                self.until.store(
-                    self.nanos_since_epoch(now + self.half_open_wait),
-                    Ordering::Release,
-                );
-            }
-            State::Closed | State::ForcedClosed | State::ForcedOpen => cold.reopens = 0,
+        let entry = self
+            .machine
+            .enter(from, to, cold.reopens, now, &mut cold.rng);
+        cold.reopens = entry.reopens;
+        cold.probe_successes = 0;
+        if let Some(until) = entry.until {
+            self.until
+                .store(self.nanos_since_epoch(until), Ordering::Release);
         }
         self.consecutive_failures.store(0, Ordering::Relaxed);
-        let probes = if to == State::HalfOpen {
-            self.probes
-        } else {
-            0
-        };
         let generation = generation_of(word) + 1;
         self.word
-            .store(pack(generation, probes, to), Ordering::Release);
+            .store(pack(generation, entry.probes, to), Ordering::Release);
+        for waiter in cold.waiters.drain(..) {
+            waiter.wake();
+        }
         if to == State::Open {
             self.watch(cold, generation);
         }
@@ -691,7 +507,7 @@ impl Core {
             reason,
             at: now,
             at_wall_clock: SystemTime::now(),
-            open_for,
+            open_for: entry.open_for,
         };
         match to {
             State::Open | State::ForcedOpen => {

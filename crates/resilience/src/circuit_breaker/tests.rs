@@ -392,10 +392,10 @@ async fn a_reserved_permit_on_a_dropped_clone_goes_back() {
     send(&mut service).await.unwrap_err();
     tokio::time::advance(Duration::from_secs(1)).await;
 
-    let mut reserving = service.clone();
+    let mut reserving = service.clone().gate_readiness();
     assert!(
-        reserving.try_admit(),
-        "the probe permit is reserved on this clone"
+        task::spawn(()).enter(|cx, _| reserving.poll_ready(cx).is_ready()),
+        "the probe permit is reserved on this gated clone"
     );
     assert!(!service.handle().admits());
     drop(reserving);

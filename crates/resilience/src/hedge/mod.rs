@@ -84,6 +84,14 @@ where
     }
 }
 
+/// No policy: nothing is hedged. Lets one stack type hedge or not, as configured.
+impl<P: HedgePolicy<Request>, Request> HedgePolicy<Request> for Option<P> {
+    fn clone_request(&self, request: &Request) -> Option<Request> {
+        self.as_ref()
+            .and_then(|policy| policy.clone_request(request))
+    }
+}
+
 /// A service whose slow calls are raced by a copy; see the [module docs](self).
 #[derive(Debug)]
 pub struct Hedge<S, P> {

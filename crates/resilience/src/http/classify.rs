@@ -13,15 +13,6 @@ fn by_status(status: http::StatusCode) -> Outcome {
     }
 }
 
-impl<E> Classify<reqwest::Response, E> for HttpClassifier {
-    fn classify(&self, result: &Result<reqwest::Response, E>) -> Outcome {
-        match result {
-            Ok(response) => by_status(response.status()),
-            Err(_) => Outcome::Failure,
-        }
-    }
-}
-
 impl<B, E> Classify<http::Response<B>, E> for HttpClassifier {
     fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
         match result {

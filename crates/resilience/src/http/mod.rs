@@ -1,22 +1,35 @@
-//! HTTP: what a failure is, what may be retried, and a whole resilient client in a few lines.
+//! HTTP: what a failure is, what may be retried or hedged, and reading a body inside its attempt,
+//! for any client whose requests and responses are `http` types; and, with the `reqwest`
+//! feature, a whole resilient client in a few lines.
 //!
-//! - [`HttpClassifier`]: for the breaker, 5xx answers and errors (including timeouts) are
+//! - [`HttpClassifier`]: for the breaker, 5xx answers and errors (timeouts, broken bodies) are
 //!   failures; 4xx are the client's fault and are not.
 //! - [`HttpRetryRules`]: retries idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE, TRACE);
-//!   POST and PATCH only with an `Idempotency-Key` header or when the connection was refused (the
-//!   request provably never left); honours `Retry-After`.
-//! - [`HttpEndpoint`]: a `reqwest::Client` bound to one base URL, so the same request can be
-//!   sent to whichever endpoint the balancer picks.
-//! - [`ResilientClient`]: the full stack over a list of endpoint URLs.
+//!   POST and PATCH only with an `Idempotency-Key` header; a request whose connection was refused
+//!   (it provably never left) at once, whatever its method; honours `Retry-After`.
+//! - [`IdempotentHedge`]: the [`HedgePolicy`](crate::hedge::HedgePolicy) that races copies of
+//!   idempotent requests only.
+//! - [`ReadBody`]: reads a body under a cap, so an attempt covers the whole exchange.
+//! - [`HttpRequest`]: what the rules need of a request; implemented for `http::Request<B>` (any
+//!   cloneable body: hyper-util, axum, tonic) and, with `reqwest`, for `reqwest::Request`.
+//! - With `reqwest`: [`HttpEndpoint`], a `reqwest::Client` bound to one base URL, and
+//!   [`ResilientClient`], the full stack over a list of endpoint URLs.
 
 mod body;
 mod classify;
-mod client;
-mod endpoint;
+mod hedge;
+mod request;
+#[cfg(feature = "reqwest")]
+mod reqwest;
 mod retry;
 
 pub use self::body::{BodyFailed, BodyTooLarge, ReadBody};
 pub use self::classify::HttpClassifier;
-pub use self::client::{ResilientClient, ResilientClientBuilder};
-pub use self::endpoint::{DEFAULT_MAX_BODY, HttpEndpoint, ResponseFuture as EndpointFuture};
+pub use self::hedge::IdempotentHedge;
+pub use self::request::HttpRequest;
+#[cfg(feature = "reqwest")]
+pub use self::reqwest::{
+    DEFAULT_MAX_BODY, EndpointFuture, HttpEndpoint, ResilientClient, ResilientClientBuilder,
+    ResponseFuture,
+};
 pub use self::retry::{HttpRetryRules, parse_retry_after};

@@ -1,9 +1,8 @@
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderValue, Method, StatusCode, header};
-use reqwest::Request;
 
-use super::BodyTooLarge;
+use super::{BodyTooLarge, HttpRequest};
 use crate::BoxError;
 use crate::find_in_chain;
 use crate::retry::{RetryDecision, RetryRules, is_local_rejection};
@@ -30,7 +29,7 @@ pub struct HttpRetryRules;
 impl HttpRetryRules {
     /// Whether sending `request` twice is harmless: an idempotent method, or an
     /// `Idempotency-Key` the server deduplicates by.
-    pub fn is_replayable(request: &Request) -> bool {
+    pub fn is_replayable<R: HttpRequest>(request: &R) -> bool {
         matches!(
             *request.method(),
             Method::GET
@@ -47,25 +46,20 @@ impl HttpRetryRules {
     }
 }
 
-impl<B> RetryRules<Request, http::Response<B>, BoxError> for HttpRetryRules {
-    fn clone_request(&self, request: &Request) -> Option<Request> {
+impl<R: HttpRequest, B> RetryRules<R, http::Response<B>, BoxError> for HttpRetryRules {
+    fn clone_request(&self, request: &R) -> Option<R> {
         let copy = request.try_clone();
         if copy.is_none() {
             tracing::warn!(
                 target: "resilience::retry",
                 method = %request.method(),
-                url = %request.url(),
                 "the request body is a stream and cannot be copied: sending it once, without retries"
             );
         }
         copy
     }
 
-    fn classify(
-        &self,
-        request: &Request,
-        result: &Result<http::Response<B>, BoxError>,
-    ) -> RetryDecision {
+    fn classify(&self, request: &R, result: &Result<http::Response<B>, BoxError>) -> RetryDecision {
         match result {
             Err(error) => {
                 let error: &(dyn std::error::Error + 'static) = error.as_ref();
@@ -95,9 +89,16 @@ impl<B> RetryRules<Request, http::Response<B>, BoxError> for HttpRetryRules {
     }
 }
 
-/// Whether the error happened while connecting, so the request was never sent.
+/// Whether the error happened while connecting, so the request was never sent: a refused
+/// connection anywhere in the chain (hyper-util and reqwest both keep the `io::Error`), or,
+/// with the `reqwest` feature, any connect failure reqwest reports (DNS, TLS handshake).
 fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
-    find_in_chain::<reqwest::Error>(error).is_some_and(reqwest::Error::is_connect)
+    let refused = find_in_chain::<std::io::Error>(error)
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+    #[cfg(feature = "reqwest")]
+    let refused =
+        refused || find_in_chain::<reqwest::Error>(error).is_some_and(reqwest::Error::is_connect);
+    refused
 }
 
 /// Reads a `Retry-After` value: delay-seconds (`120`) or an HTTP date, which is measured from
@@ -115,14 +116,16 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
 mod tests {
     use super::*;
 
+    type Request = http::Request<String>;
+
     fn request(method: Method, idempotency_key: bool) -> Request {
-        let mut request = Request::new(method, "http://upstream/orders".parse().unwrap());
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri("http://upstream/orders");
         if idempotency_key {
-            request
-                .headers_mut()
-                .insert(IDEMPOTENCY_KEY, HeaderValue::from_static("k-1"));
+            builder = builder.header(IDEMPOTENCY_KEY, "k-1");
         }
-        request
+        builder.body(String::new()).unwrap()
     }
 
     type Response = http::Response<()>;
@@ -241,17 +244,22 @@ mod tests {
     }
 
     #[test]
-    fn streaming_bodies_cannot_be_copied() {
-        let mut streaming = request(Method::PUT, false);
-        let chunks: Vec<Result<&'static [u8], std::io::Error>> = vec![Ok(b"chunk")];
-        *streaming.body_mut() = Some(reqwest::Body::wrap_stream(futures::stream::iter(chunks)));
-        let copy = |request: &Request| {
-            RetryRules::<Request, Response, BoxError>::clone_request(&HttpRetryRules, request)
-        };
-        assert!(copy(&streaming).is_none());
-        let mut buffered = request(Method::PUT, false);
-        *buffered.body_mut() = Some(reqwest::Body::from("whole"));
-        assert!(copy(&buffered).is_some());
+    fn a_refused_connection_is_retried_at_once_whatever_the_method() {
+        let refused: Result<Response, BoxError> = Err(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(
+            HttpRetryRules.classify(&request(Method::POST, false), &refused),
+            RetryDecision::RetryNow
+        );
+        let reset: Result<Response, BoxError> = Err(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(
+            HttpRetryRules.classify(&request(Method::POST, false), &reset),
+            RetryDecision::DoNotRetry,
+            "a reset POST may have reached the server"
+        );
     }
 
     #[test]

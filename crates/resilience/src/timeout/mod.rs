@@ -22,7 +22,7 @@ use tower_service::Service;
 
 pub use self::error::{DeadlineExceeded, Elapsed};
 use self::future::{Limit, ResponseFuture};
-use crate::{Admit, BoxError};
+use crate::BoxError;
 
 /// Fails an attempt that takes longer than a limit, with [`Elapsed`].
 #[derive(Debug, Clone)]
@@ -125,16 +125,6 @@ macro_rules! limited_service {
 
             fn call(&mut self, request: Request) -> Self::Future {
                 ResponseFuture::new(self.inner.call(request), $kind(self.limit))
-            }
-        }
-
-        impl<S: Admit> Admit for $service<S> {
-            fn admits(&self) -> bool {
-                self.inner.admits()
-            }
-
-            fn try_admit(&mut self) -> bool {
-                self.inner.try_admit()
             }
         }
     };

@@ -12,26 +12,29 @@ use tower::retry::Retry;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{DEFAULT_MAX_BODY, HttpClassifier, HttpEndpoint, HttpRetryRules};
+use super::endpoint::{DEFAULT_MAX_BODY, HttpEndpoint};
 use crate::circuit_breaker::HealthCheck;
 use crate::hedge::{Hedge, HedgeConfig, HedgeMetrics};
+use crate::http::{HttpClassifier, HttpRetryRules, IdempotentHedge};
 use crate::{
     BoxError, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
-    Deadline, ExponentialBackoff, InvalidConfig, RetryBudget, RetryMetrics, RetryPolicy,
+    Deadline, ExponentialBackoff, FailFast, InvalidConfig, RetryBudget, RetryMetrics, RetryPolicy,
     RoundRobin, RoundRobinHandle, Timeout, TimeoutLayer,
 };
 
 type Endpoint = CircuitBreaker<Timeout<HttpEndpoint>, HttpClassifier>;
 type Balancer = RoundRobin<String, Endpoint>;
-type Stack = Deadline<Retry<RetryPolicy<HttpRetryRules>, Hedge<Balancer, IdempotentCopies>>>;
+type Stack = Deadline<
+    Retry<RetryPolicy<HttpRetryRules>, Hedge<FailFast<Balancer>, Option<IdempotentHedge>>>,
+>;
 
 /// An HTTP client for one upstream with several endpoints: the whole stack of this crate over
 /// `reqwest`.
 ///
 /// ```text
-/// deadline → retry → hedge → round robin ─┬─ breaker → attempt timeout → reqwest + body → endpoint 1
-///                                         └─ breaker → attempt timeout → reqwest + body → endpoint 2
-///                          while a breaker is open: GET /health every ~250 ms ──┘
+/// deadline → retry → hedge → fail fast → round robin ─┬─ breaker → attempt timeout → reqwest + body → endpoint 1
+///                                                     └─ breaker → attempt timeout → reqwest + body → endpoint 2
+///                                      while a breaker is open: GET /health every ~250 ms ──┘
 /// ```
 ///
 /// An attempt is the whole exchange: the request, the headers and the body, read to the end
@@ -73,28 +76,7 @@ struct Parts {
     endpoints: RoundRobinHandle<String, Endpoint>,
     breakers: Mutex<Vec<CircuitBreakerHandle>>,
     policy: RetryPolicy<HttpRetryRules>,
-    hedge: Hedge<Balancer, IdempotentCopies>,
-}
-
-/// Copies requests that are safe to send twice at once: idempotent methods only (a POST with
-/// an `Idempotency-Key` is retried, never raced), with a body that can be copied.
-#[derive(Debug, Clone, Copy)]
-struct IdempotentCopies {
-    enabled: bool,
-}
-
-impl crate::hedge::HedgePolicy<Request> for IdempotentCopies {
-    fn clone_request(&self, request: &Request) -> Option<Request> {
-        let idempotent = matches!(
-            *request.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-        );
-        if self.enabled && idempotent {
-            request.try_clone()
-        } else {
-            None
-        }
-    }
+    hedge: Hedge<FailFast<Balancer>, Option<IdempotentHedge>>,
 }
 
 /// Where and how often to check an endpoint whose breaker is open.
@@ -128,6 +110,7 @@ impl EndpointFactory {
             CircuitBreakerLayer::new(self.breaker.clone())
                 .with_classifier(HttpClassifier)
                 .named(name)
+                .gate_readiness()
                 .layer(TimeoutLayer::new(self.attempt_timeout).layer(
                     HttpEndpoint::new(self.client.clone(), base).with_max_body(self.max_body),
                 ));
@@ -372,7 +355,7 @@ impl ResilientClientBuilder {
         self
     }
 
-    /// Sends through this `reqwest::Client` (default: `Client::new()`).
+    /// Sends through this `reqwest::Client` (default: `Client::new()`, with rustls for https).
     pub fn client(mut self, client: Client) -> Self {
         self.client = Some(client);
         self
@@ -510,7 +493,12 @@ impl ResilientClientBuilder {
         }
         let factory = EndpointFactory {
             upstream: self.name,
-            client: self.client.unwrap_or_default(),
+            client: match self.client {
+                Some(client) => client,
+                None => Client::builder().build().map_err(|error| {
+                    InvalidConfig::new("resilient client", format!("reqwest: {error}"))
+                })?,
+            },
             attempt_timeout: self.attempt_timeout,
             max_body: self.max_body,
             breaker,
@@ -526,10 +514,12 @@ impl ResilientClientBuilder {
             .map(|(_, endpoint)| endpoint.handle())
             .collect();
         let balancer = RoundRobin::new(endpoints);
-        let copies = IdempotentCopies {
-            enabled: self.hedge.is_some(),
-        };
-        let mut hedge = Hedge::new(balancer.clone(), copies, self.hedge.unwrap_or_default());
+        let copies = self.hedge.is_some().then_some(IdempotentHedge);
+        let mut hedge = Hedge::new(
+            FailFast::new(balancer.clone()),
+            copies,
+            self.hedge.unwrap_or_default(),
+        );
         if let Some(budget) = policy.budget() {
             hedge = hedge.with_budget(Arc::clone(budget));
         }

@@ -7,8 +7,8 @@ use pin_project_lite::pin_project;
 use reqwest::{Client, Request, Url};
 use tower_service::Service;
 
-use super::body::ReadBody;
 use crate::BoxError;
+use crate::http::ReadBody;
 
 /// The most an endpoint reads of one response body unless told otherwise: 4 MiB.
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
@@ -20,7 +20,7 @@ pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 ///
 /// The response is read to the end before the future resolves, so an attempt timeout and a
 /// breaker around this service cover the body too: a body that stalls times the attempt out, a
-/// body that breaks or passes the cap ([`BodyTooLarge`](super::BodyTooLarge)) fails it.
+/// body that breaks or passes the cap ([`BodyTooLarge`](crate::http::BodyTooLarge)) fails it.
 #[derive(Debug, Clone)]
 pub struct HttpEndpoint {
     client: Client,

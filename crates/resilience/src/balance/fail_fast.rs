@@ -1,0 +1,157 @@
+//! Answering at once when a balancer has no endpoint ready.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::NoAvailableEndpoint;
+use crate::BoxError;
+
+/// Fails a request at once with [`NoAvailableEndpoint`] when the service under it (a balancer)
+/// is not ready, instead of waiting for it.
+///
+/// Behind a balancer of [gated](crate::CircuitBreaker::gate_readiness) breakers, "not ready"
+/// means every breaker is open: the caller should hear so now (a gateway answers 503), not at
+/// its deadline. Like tower's `LoadShed`, but with this crate's local rejection, which
+/// [`RetryPolicy`](crate::RetryPolicy) does not retry; unlike it, it also sheds when the
+/// endpoints are merely busy, so leave it out where waiting for a busy endpoint is wanted.
+///
+/// ```
+/// use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+/// use resilience::{CircuitBreakerConfig, CircuitBreakerLayer, FailFastLayer, NoAvailableEndpoint, RoundRobin};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), resilience::BoxError> {
+/// let config = CircuitBreakerConfig::builder().consecutive_failures(1).build()?;
+/// let down = CircuitBreakerLayer::new(config)
+///     .gate_readiness()
+///     .layer(service_fn(|_: ()| async { Err::<(), _>("connection refused") }));
+/// let mut client = ServiceBuilder::new()
+///     .layer(FailFastLayer::new())
+///     .service(RoundRobin::new([("only", down)]));
+/// assert!(client.ready().await?.call(()).await.is_err()); // trips the breaker
+/// let error = client.ready().await?.call(()).await.unwrap_err();
+/// assert!(error.downcast_ref::<NoAvailableEndpoint>().is_some());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FailFast<S> {
+    inner: S,
+    ready: bool,
+}
+
+/// Wraps a service in [`FailFast`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FailFastLayer {
+    _private: (),
+}
+
+impl FailFastLayer {
+    /// A layer that fails requests at once when the service under it is not ready.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<S> Layer<S> for FailFastLayer {
+    type Service = FailFast<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FailFast::new(inner)
+    }
+}
+
+impl<S> FailFast<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            ready: false,
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Request> Service<Request> for FailFast<S>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.ready = match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => true,
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error.into())),
+            Poll::Pending => false,
+        };
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if std::mem::take(&mut self.ready) {
+            ResponseFuture {
+                kind: Kind::Called {
+                    future: self.inner.call(request),
+                },
+            }
+        } else {
+            ResponseFuture {
+                kind: Kind::Refused,
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The inner service's answer, or [`NoAvailableEndpoint`] at once.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called { #[pin] future: F },
+        Refused,
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Called { future } => future.poll(cx).map_err(Into::into),
+            KindProj::Refused => Poll::Ready(Err(NoAvailableEndpoint::not_ready().into())),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
