@@ -601,9 +601,12 @@ async fn upstream_answers_pass_through_the_gateway() {
         .unwrap();
     assert_eq!(kept.headers()["x-request-id"], "trace-me-42");
 
-    // A chunked body with no Content-Length is held to the same 64 KiB.
+    // A chunked body with no Content-Length is held to the same 64 KiB. Only a little over it:
+    // the gateway answers 413 as soon as it has read past the limit and closes, and a client
+    // still writing then fails with a broken pipe instead of reading the 413. 72 KiB fits the
+    // loopback socket buffers, so the client has written it all before the answer comes.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..20).map(|_| Ok(vec![b' '; 8 * 1024])).collect();
+        (0..9).map(|_| Ok(vec![b' '; 8 * 1024])).collect();
     let chunked = cluster
         .http
         .post(cluster.gateway.url("/api/users"))
