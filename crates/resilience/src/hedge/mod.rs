@@ -15,7 +15,7 @@
 //!
 //! Three rules keep hedging from making an outage worse:
 //! - Only requests the [`HedgePolicy`] can copy are hedged (for HTTP, idempotent methods).
-//! - Every hedge spends a token of a [`RetryBudget`](crate::RetryBudget), shared with the retry
+//! - Every hedge spends a token of a [`RetryBudget`], shared with the retry
 //!   policy, so hedges and retries together stay within one fraction of the traffic.
 //! - The hedge goes through the same balancer clone as the original, which never picks the same
 //!   endpoint twice in a row while another admits traffic, so the copy goes elsewhere.

@@ -405,7 +405,7 @@ impl ResilientClientBuilder {
     }
 
     /// Reads at most `bytes` of an answer; a longer one fails its attempt with
-    /// [`BodyTooLarge`](super::BodyTooLarge) and is not retried (default 4 MiB).
+    /// [`BodyTooLarge`](crate::http::BodyTooLarge) and is not retried (default 4 MiB).
     pub fn max_response_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
