@@ -23,7 +23,7 @@ use std::process::{Command, ExitCode, Stdio};
 use clap::{Parser, ValueEnum};
 use resilience_benches::Result;
 use resilience_benches::harness::{
-    INSTALL_HINT, REQUIRED_TOOLS, missing_tools, shell_quote, tsv_to_json,
+    INSTALL_HINT, REQUIRED_TOOLS, missing_tools, separate_tables, shell_quote, tsv_to_json,
 };
 use resilience_benches::machine::Machine;
 use resilience_benches::{binary, results};
@@ -303,8 +303,8 @@ fn render(
         .map(|(name, value)| format!("- `{name}={value}`\n"))
         .collect();
     format!(
-        "Command: `cargo bench -p resilience-benches --bench proxies -- {flags}`, which ran `{}` with\n\n{settings}\nThe harness's output:\n\n{}\n",
+        "Command: `cargo bench -p resilience-benches --bench proxies -- {flags}`, which ran `{}` with\n\n{settings}\nThe harness's output:\n\n{}",
         script.display(),
-        output.trim()
+        separate_tables(output.trim())
     )
 }

@@ -46,7 +46,7 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 /// A tab-separated table with a header line (the harness's `summary.tsv`) as a JSON array of
-/// objects keyed by the header; cells that read as finite numbers become numbers.
+/// objects keyed by the header; cells that read as integers or finite numbers become numbers.
 pub fn tsv_to_json(text: &str) -> Value {
     let mut lines = text.lines().filter(|line| !line.trim().is_empty());
     let Some(header) = lines.next() else {
@@ -67,10 +67,33 @@ pub fn tsv_to_json(text: &str) -> Value {
 }
 
 fn cell_value(cell: &str) -> Value {
-    cell.parse::<f64>()
+    cell.parse::<i64>()
         .ok()
-        .and_then(serde_json::Number::from_f64)
+        .map(serde_json::Number::from)
+        .or_else(|| {
+            cell.parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+        })
         .map_or_else(|| Value::String(cell.to_owned()), Value::Number)
+}
+
+/// `text` with a blank line before each markdown table that directly follows a line of prose,
+/// so that the table renders as one (the harness prints its settings line right above it).
+pub fn separate_tables(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut previous: Option<&str> = None;
+    for line in text.lines() {
+        let follows_prose =
+            previous.is_some_and(|prev| !prev.trim().is_empty() && !prev.starts_with('|'));
+        if line.starts_with('|') && follows_prose {
+            out.push('\n');
+        }
+        out.push_str(line);
+        out.push('\n');
+        previous = Some(line);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -84,11 +107,22 @@ mod tests {
         let tsv = "round\ttarget\trps\tp50_ms\n1\tnginx\t52820.5\t0.570\n1\tdirect\tNaN\t0.2\n";
         let json = tsv_to_json(tsv);
         assert_eq!(json[0]["target"], "nginx");
-        assert_eq!(json[0]["round"], 1.0);
+        assert_eq!(json[0]["round"], 1);
+        assert!(json[0]["round"].is_i64());
         assert_eq!(json[0]["rps"], 52820.5);
         assert_eq!(json[1]["rps"], "NaN", "not a finite number: kept as text");
         assert_eq!(json.as_array().unwrap().len(), 2);
         assert_eq!(tsv_to_json(""), Value::Array(Vec::new()));
+    }
+
+    #[test]
+    fn puts_a_blank_line_between_prose_and_a_table() {
+        let printed = "wrk -t1 -c32\n| a | b |\n|---|---|\n| 1 | 2 |\n\nper-round data: x\n";
+        assert_eq!(
+            separate_tables(printed),
+            "wrk -t1 -c32\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nper-round data: x\n"
+        );
+        assert_eq!(separate_tables("| a |\n"), "| a |\n");
     }
 
     #[test]
