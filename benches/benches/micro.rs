@@ -1,5 +1,6 @@
-//! Per-call overhead of each layer of the resilience crate, against a bare service and against
-//! tower's own middleware, on the closed (happy) path.
+//! Per-call overhead of each layer of the resilience crate, against a bare service, against
+//! tower's own middleware and against the peer crates' circuit breakers, on the closed (happy)
+//! path.
 //!
 //! Run with `cargo bench -p resilience-benches --bench micro`.
 //!
@@ -11,6 +12,11 @@
 //! thread calls its own clone of one stack (as a server does, one clone per request), so shared
 //! state (breaker counters, the balancer's turn) is contended for real. Allocations per call are
 //! counted by divan's `AllocProfiler`.
+//!
+//! The peers sit beside our own case under one name, so each run prints the comparison:
+//! `breaker/{ours, recloser, failsafe, tower_resilience}` for a closed breaker guarding the
+//! trivial call, `stack/{ours, tower_resilience}` for a whole client stack. Each peer is built
+//! the way its documentation shows, with its defaults.
 //!
 //! Why divan rather than criterion: it runs the same case on several threads and counts
 //! allocations per iteration, both of which these benchmarks need and criterion does not do.
@@ -25,10 +31,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use divan::Bencher;
-use resilience::{
-    BoxError, CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer, RetryPolicy,
-    RoundRobin, TimeoutLayer,
-};
+use resilience::{BoxError, RetryPolicy, RoundRobin, TimeoutLayer};
 use tower::retry::RetryLayer;
 use tower::{Layer, Service, ServiceBuilder};
 
@@ -47,7 +50,14 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 fn main() {
     // Built before the first case, so no case pays for it.
     LazyLock::force(&RUNTIME);
-    divan::main();
+    // A fixed number of calls per sample (`--sample-size` still overrides it): divan sizes
+    // samples from its first timed call, and a case's first call on a thread also pays for the
+    // thread's one-time set-up (entering the timer runtime), which makes divan settle on one
+    // call per sample, below its timer's 20 ns precision.
+    divan::Divan::default()
+        .sample_size(2000)
+        .config_with_args()
+        .main();
 }
 
 /// How the inner service answers.
@@ -133,7 +143,15 @@ where
         Poll::Ready(Ok(())) => {}
         other => panic!("the service was not ready: {other:?}"),
     }
-    let mut response = pin!(service.call(request));
+    drive(service.call(request))
+}
+
+/// Polls a response future to completion on this thread with a no-op waker: every inner future
+/// here wakes itself before returning `Pending`, so polling again at once is what an executor
+/// would do.
+fn drive<T, E: fmt::Debug>(response: impl Future<Output = Result<T, E>>) -> T {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut response = pin!(response);
     loop {
         if let Poll::Ready(result) = response.as_mut().poll(&mut cx) {
             return result.expect("the happy path does not fail");
@@ -167,14 +185,6 @@ fn bare(bencher: Bencher, inner: Inner) {
     bench_shared(bencher, Echo(inner));
 }
 
-#[divan::bench(args = INNERS, threads = [1, 2])]
-fn circuit_breaker(bencher: Bencher, inner: Inner) {
-    bench_shared(
-        bencher,
-        CircuitBreakerLayer::new(CircuitBreakerConfig::default()).layer(Echo(inner)),
-    );
-}
-
 #[divan::bench(args = INNERS, threads = [1, 2], consts = [2, 16])]
 fn round_robin<const ENDPOINTS: usize>(bencher: Bencher, inner: Inner) {
     bench_shared(
@@ -197,28 +207,6 @@ fn timeout(bencher: Bencher, inner: Inner) {
         bencher,
         TimeoutLayer::new(Duration::from_secs(1)).layer(Echo(inner)),
     );
-}
-
-/// deadline → retry → round robin (2 endpoints) → breaker → attempt timeout, as in the gateway.
-#[divan::bench(args = INNERS, threads = [1, 2])]
-fn full_stack(bencher: Bencher, inner: Inner) {
-    let breaker = CircuitBreakerConfig::default();
-    let endpoints = [0, 1].map(|key| {
-        let endpoint = ServiceBuilder::new()
-            .layer(CircuitBreakerLayer::new(breaker.clone()).gate_readiness())
-            .layer(TimeoutLayer::new(Duration::from_secs(1)))
-            .service(Echo(inner));
-        (key, endpoint)
-    });
-    let policy = RetryPolicy::builder()
-        .deadline(Duration::from_secs(3))
-        .build()
-        .expect("a valid policy");
-    let stack = ServiceBuilder::new()
-        .layer(DeadlineLayer::new(Duration::from_secs(3)))
-        .layer(RetryLayer::new(policy))
-        .service(RoundRobin::new(endpoints));
-    bench_shared(bencher, stack);
 }
 
 mod tower_middleware {
@@ -265,5 +253,123 @@ mod tower_middleware {
         let mut balancer =
             tower::balance::p2c::Balance::new(tower::discover::ServiceList::new(endpoints));
         bencher.bench_local(|| call(&mut balancer, divan::black_box(7)));
+    }
+}
+
+mod breaker {
+    //! A closed circuit breaker guarding the trivial call: ours and the peers', one case each.
+    //! recloser and failsafe are not tower layers: their documented use wraps the inner
+    //! service's response future (`breaker.call(future)`), which is what these cases do.
+
+    use failsafe::futures::CircuitBreaker as _;
+    use resilience::{CircuitBreakerConfig, CircuitBreakerLayer};
+
+    use super::*;
+
+    #[divan::bench(args = INNERS, threads = [1, 2])]
+    fn ours(bencher: Bencher, inner: Inner) {
+        bench_shared(
+            bencher,
+            CircuitBreakerLayer::new(CircuitBreakerConfig::default()).layer(Echo(inner)),
+        );
+    }
+
+    /// `AsyncRecloser` with `Recloser::default()` (50 % failure rate over 100 calls).
+    #[divan::bench(args = INNERS, threads = [1, 2])]
+    fn recloser(bencher: Bencher, inner: Inner) {
+        let breaker = ::recloser::AsyncRecloser::from(::recloser::Recloser::default());
+        bencher
+            .with_inputs(|| breaker.clone())
+            .bench_refs(|breaker| drive(breaker.call(Echo(inner).call(divan::black_box(7)))));
+    }
+
+    /// failsafe's futures `CircuitBreaker` with `Config::new().build()` (its default policy and
+    /// backoff).
+    #[divan::bench(args = INNERS, threads = [1, 2])]
+    fn failsafe(bencher: Bencher, inner: Inner) {
+        let breaker = ::failsafe::Config::new().build();
+        bencher
+            .with_inputs(|| breaker.clone())
+            .bench_refs(|breaker| drive(breaker.call(Echo(inner).call(divan::black_box(7)))));
+    }
+
+    /// tower-resilience's `CircuitBreakerLayer::builder().build()` (its defaults).
+    #[divan::bench(args = INNERS, threads = [1, 2])]
+    fn tower_resilience(bencher: Bencher, inner: Inner) {
+        let layer = ::tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+            .build()
+            .expect("the default configuration is valid");
+        bench_shared(bencher, layer.layer(Echo(inner)));
+    }
+}
+
+mod stack {
+    //! A whole client stack: ours as in the gateway, and what a user would assemble from tower
+    //! and tower-resilience instead.
+
+    use resilience::{CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer};
+
+    use super::*;
+
+    /// deadline → retry → round robin (2 endpoints) → breaker → attempt timeout, as in the
+    /// gateway.
+    #[divan::bench(args = INNERS, threads = [1, 2])]
+    fn ours(bencher: Bencher, inner: Inner) {
+        let breaker = CircuitBreakerConfig::default();
+        let endpoints = [0, 1].map(|key| {
+            let endpoint = ServiceBuilder::new()
+                .layer(CircuitBreakerLayer::new(breaker.clone()).gate_readiness())
+                .layer(TimeoutLayer::new(Duration::from_secs(1)))
+                .service(Echo(inner));
+            (key, endpoint)
+        });
+        let policy = RetryPolicy::builder()
+            .deadline(Duration::from_secs(3))
+            .build()
+            .expect("a valid policy");
+        let stack = ServiceBuilder::new()
+            .layer(DeadlineLayer::new(Duration::from_secs(3)))
+            .layer(RetryLayer::new(policy))
+            .service(RoundRobin::new(endpoints));
+        bench_shared(bencher, stack);
+    }
+
+    /// The retry policy of tower's `Policy` documentation: retry any error, a fixed number of
+    /// times.
+    #[derive(Clone, Copy)]
+    struct Attempts(usize);
+
+    impl<Res, E> tower::retry::Policy<u64, Res, E> for Attempts {
+        type Future = std::future::Ready<()>;
+
+        fn retry(&mut self, _: &mut u64, result: &mut Result<Res, E>) -> Option<Self::Future> {
+            match result {
+                Ok(_) => None,
+                Err(_) if self.0 > 0 => {
+                    self.0 -= 1;
+                    Some(std::future::ready(()))
+                }
+                Err(_) => None,
+            }
+        }
+
+        fn clone_request(&mut self, request: &u64) -> Option<u64> {
+            Some(*request)
+        }
+    }
+
+    /// tower `Retry` (3 attempts) → tower `Timeout` → tower-resilience's breaker. No deadline
+    /// and no balancer: a single endpoint, so this stack does less than ours.
+    #[divan::bench(args = INNERS, threads = [1, 2])]
+    fn tower_resilience(bencher: Bencher, inner: Inner) {
+        let breaker = ::tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+            .build()
+            .expect("the default configuration is valid");
+        let stack = ServiceBuilder::new()
+            .layer(RetryLayer::new(Attempts(2)))
+            .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(1)))
+            .layer(breaker)
+            .service(Echo(inner));
+        bench_shared(bencher, stack);
     }
 }

@@ -56,9 +56,10 @@ pub fn build_release_gateway() -> Result<PathBuf> {
     }
 }
 
-/// Where cargo puts the release binary by default.
-fn expected_path() -> PathBuf {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace root), or the
+/// workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|dir| {
             if dir.is_absolute() {
@@ -67,8 +68,12 @@ fn expected_path() -> PathBuf {
                 workspace_root().join(dir)
             }
         })
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target_dir.join("release").join("demo-gateway")
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Where cargo puts the release binary by default.
+fn expected_path() -> PathBuf {
+    target_dir().join("release").join("demo-gateway")
 }
 
 /// The `executable` of the `demo-gateway` binary in cargo's JSON messages, if any.

@@ -1,9 +1,10 @@
 //! Benchmarks for the resilience crate and the demo gateway.
 //!
 //! The benches themselves live in `benches/benches/`: `micro` (per-layer overhead, divan),
-//! `gateway_load` (load through the gateway against one users replica directly) and `chaos`
-//! (what clients see while a replica is killed or stopped). This library holds what the two
-//! macro benches share, one job per module:
+//! `gateway_load` (load through the gateway against one users replica directly), `chaos`
+//! (what clients see while a replica is killed or stopped) and `proxies` (the gateway beside
+//! nginx and HAProxy, through a shared shell harness). This library holds what the macro
+//! benches share, one job per module:
 //!
 //! - [`args`] reads durations on the command line;
 //! - [`binary`] builds the release `demo-gateway` binary and finds it;
@@ -17,7 +18,8 @@
 //! - [`summary`] turns a latency histogram into the numbers reported;
 //! - [`table`] renders markdown tables, printed and written alike;
 //! - [`machine`] says what machine a run was on, and when;
-//! - [`results`] writes a run's JSON and markdown under `benches/results/`.
+//! - [`results`] writes a run's JSON and markdown under `benches/results/`;
+//! - [`harness`] is what the `proxies` bench needs to run the shared nginx/HAProxy harness.
 //!
 //! Why a load generator of our own rather than `wrk` or `oha`: the benches must run from one
 //! `cargo bench` command with nothing else installed, start and kill the processes they measure,
@@ -30,6 +32,7 @@ pub mod client;
 pub mod closed_loop;
 pub mod cluster;
 pub mod cpu;
+pub mod harness;
 pub mod machine;
 pub mod open_loop;
 pub mod process;
