@@ -71,14 +71,14 @@ pub(crate) struct Entry {
 }
 
 impl Machine {
-    /// What a call meets in `state` with `free_probes` permits left and the state's deadline
-    /// `until`. `now` is read only when the answer depends on it: a closed breaker never reads
-    /// the clock.
+    /// What a call meets in `state` with `free_probes` permits left. The state's deadline
+    /// `until` and the time `now` are read only when the answer depends on them: a closed
+    /// breaker reads neither, which keeps its admission to one atomic load.
     pub(crate) fn admit(
         &self,
         state: State,
         free_probes: u16,
-        until: Instant,
+        until: impl FnOnce() -> Instant,
         now: impl FnOnce() -> Instant,
     ) -> Admission {
         match state {
@@ -86,7 +86,7 @@ impl Machine {
             State::ForcedOpen => Admission::Reject { retry_after: None },
             State::HalfOpen if free_probes > 0 => Admission::Probe,
             State::Open => {
-                let now = now();
+                let (now, until) = (now(), until());
                 if now < until {
                     Admission::Reject {
                         retry_after: Some(until - now),
@@ -100,7 +100,7 @@ impl Machine {
                 }
             }
             State::HalfOpen => {
-                if now() < until {
+                if now() < until() {
                     // Every probe is in flight; their outcomes decide.
                     Admission::Reject { retry_after: None }
                 } else {
@@ -196,9 +196,13 @@ mod tests {
 
     #[test]
     fn closed_admits_without_reading_the_clock() {
-        let until = Instant::now();
         for state in [State::Closed, State::ForcedClosed] {
-            let admission = machine(1).admit(state, 0, until, || panic!("read the clock"));
+            let admission = machine(1).admit(
+                state,
+                0,
+                || panic!("read the deadline"),
+                || panic!("read the clock"),
+            );
             assert_eq!(admission, Admission::Pass);
         }
     }
@@ -208,13 +212,13 @@ mod tests {
         let start = Instant::now();
         let until = start + secs(5);
         assert_eq!(
-            machine(1).admit(State::Open, 0, until, || start + secs(2)),
+            machine(1).admit(State::Open, 0, || until, || start + secs(2)),
             Admission::Reject {
                 retry_after: Some(secs(3))
             }
         );
         assert_eq!(
-            machine(1).admit(State::Open, 0, until, || until),
+            machine(1).admit(State::Open, 0, || until, || until),
             Admission::Move(Move {
                 to: State::HalfOpen,
                 reason: TransitionReason::OpenDurationElapsed
@@ -228,19 +232,19 @@ mod tests {
         let until = start + secs(10);
         let m = machine(2);
         assert_eq!(
-            m.admit(State::HalfOpen, 2, until, || start),
+            m.admit(State::HalfOpen, 2, || until, || start),
             Admission::Probe
         );
         assert_eq!(
-            m.admit(State::HalfOpen, 1, until, || start),
+            m.admit(State::HalfOpen, 1, || until, || start),
             Admission::Probe
         );
         assert_eq!(
-            m.admit(State::HalfOpen, 0, until, || start + secs(9)),
+            m.admit(State::HalfOpen, 0, || until, || start + secs(9)),
             Admission::Reject { retry_after: None }
         );
         assert_eq!(
-            m.admit(State::HalfOpen, 0, until, || until),
+            m.admit(State::HalfOpen, 0, || until, || until),
             Admission::Move(Move {
                 to: State::Open,
                 reason: TransitionReason::ProbeTimedOut
@@ -252,7 +256,7 @@ mod tests {
     fn forced_open_rejects_with_no_promise() {
         let now = Instant::now();
         assert_eq!(
-            machine(1).admit(State::ForcedOpen, 0, now, || now),
+            machine(1).admit(State::ForcedOpen, 0, || now, || now),
             Admission::Reject { retry_after: None }
         );
     }

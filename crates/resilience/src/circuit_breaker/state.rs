@@ -303,7 +303,7 @@ impl Core {
         match self.machine.admit(
             State::from_bits(word),
             probes_of(word),
-            self.until(),
+            || self.until(),
             Instant::now,
         ) {
             Admission::Pass | Admission::Probe => true,
@@ -320,9 +320,9 @@ impl Core {
             let word = self.word.load(Ordering::Acquire);
             let generation = generation_of(word);
             let state = State::from_bits(word);
-            let admission = self
-                .machine
-                .admit(state, probes_of(word), self.until(), Instant::now);
+            let admission =
+                self.machine
+                    .admit(state, probes_of(word), || self.until(), Instant::now);
             match admission {
                 Admission::Pass => return Ok(self.permit(lane, generation, false)),
                 Admission::Probe => {

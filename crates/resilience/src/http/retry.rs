@@ -15,8 +15,11 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 ///
 /// - A request may be retried when its method is idempotent (GET, HEAD, OPTIONS, PUT, DELETE,
 ///   TRACE) or it carries an `Idempotency-Key` header.
-/// - Any request whose connection failed is retried at once ([`RetryDecision::RetryNow`]): it
-///   provably never reached the server, so it goes to another endpoint without a backoff.
+/// - Any request whose connection was refused is retried at once and for free
+///   ([`RetryDecision::RetryNeverSent`]): it provably never reached the server.
+/// - A replayable request whose connection broke (reset, closed before the answer was whole) is
+///   retried at once, within the budget ([`RetryDecision::RetryAtOnce`]): that endpoint is gone,
+///   not busy, and another can answer now. Timeouts and 5xx answers wait out the backoff.
 /// - Retried results: transport errors, timeouts and broken bodies, and the answers 429, 500,
 ///   502, 503 and 504. A `Retry-After` on such an answer sets the delay.
 /// - Never retried: this crate's own rejections ([`is_local_rejection`]), a body over the cap
@@ -66,11 +69,13 @@ impl<R: HttpRequest, B> RetryRules<R, http::Response<B>, BoxError> for HttpRetry
                 if is_local_rejection(error) || find_in_chain::<BodyTooLarge>(error).is_some() {
                     RetryDecision::DoNotRetry
                 } else if never_sent(error) {
-                    RetryDecision::RetryNow
-                } else if Self::is_replayable(request) {
-                    RetryDecision::Retry
-                } else {
+                    RetryDecision::RetryNeverSent
+                } else if !Self::is_replayable(request) {
                     RetryDecision::DoNotRetry
+                } else if connection_broke(error) {
+                    RetryDecision::RetryAtOnce
+                } else {
+                    RetryDecision::Retry
                 }
             }
             Ok(response)
@@ -99,6 +104,25 @@ fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
     let refused =
         refused || find_in_chain::<reqwest::Error>(error).is_some_and(reqwest::Error::is_connect);
     refused
+}
+
+/// Whether the connection broke under the request: reset, aborted, or closed before the answer
+/// was whole. A dying process does this; an overloaded one times out or answers 503 instead.
+fn connection_broke(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let broke = find_in_chain::<std::io::Error>(error).is_some_and(|io| {
+        matches!(
+            io.kind(),
+            ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+        )
+    });
+    #[cfg(feature = "reqwest")]
+    let broke = broke
+        || find_in_chain::<hyper::Error>(error).is_some_and(hyper::Error::is_incomplete_message);
+    broke
 }
 
 /// Reads a `Retry-After` value: delay-seconds (`120`) or an HTTP date, which is measured from
@@ -250,7 +274,7 @@ mod tests {
         )));
         assert_eq!(
             HttpRetryRules.classify(&request(Method::POST, false), &refused),
-            RetryDecision::RetryNow
+            RetryDecision::RetryNeverSent
         );
         let reset: Result<Response, BoxError> = Err(Box::new(std::io::Error::from(
             std::io::ErrorKind::ConnectionReset,
@@ -259,6 +283,16 @@ mod tests {
             HttpRetryRules.classify(&request(Method::POST, false), &reset),
             RetryDecision::DoNotRetry,
             "a reset POST may have reached the server"
+        );
+        assert_eq!(
+            HttpRetryRules.classify(&request(Method::GET, false), &reset),
+            RetryDecision::RetryAtOnce,
+            "a reset GET goes elsewhere now: that endpoint is gone, not busy"
+        );
+        assert_eq!(
+            HttpRetryRules.classify(&request(Method::GET, false), &upstream_error()),
+            RetryDecision::Retry,
+            "a timeout waits out the backoff"
         );
     }
 

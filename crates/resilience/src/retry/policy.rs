@@ -283,7 +283,9 @@ where
         let decision = self.rules.classify(request, result);
         let server_delay = match decision {
             RetryDecision::DoNotRetry => return None,
-            RetryDecision::Retry | RetryDecision::RetryNow => None,
+            RetryDecision::Retry | RetryDecision::RetryAtOnce | RetryDecision::RetryNeverSent => {
+                None
+            }
             RetryDecision::RetryAfter(delay) => Some(delay),
         };
         let attempts = self.retries + 1;
@@ -291,7 +293,7 @@ where
             tracing::debug!(target: "resilience::retry", attempts, "giving up: attempt limit reached");
             return None;
         }
-        if decision == RetryDecision::RetryNow {
+        if decision == RetryDecision::RetryNeverSent {
             // Never sent: go elsewhere at once. No backoff (nothing is overloaded by a refused
             // connection) and no budget (the retry is the only copy any service will see).
             tracing::debug!(target: "resilience::retry", attempts, "retrying at once: the request was never sent");
@@ -303,8 +305,11 @@ where
             tracing::debug!(target: "resilience::retry", ?asked, "not retrying: the server asked to wait longer than the cap");
             return None;
         }
-        let backoff = self.next_backoff();
-        let delay = server_delay.map_or(backoff, |asked| asked.max(backoff));
+        let delay = match (decision, server_delay) {
+            (RetryDecision::RetryAtOnce, _) => Duration::ZERO,
+            (_, Some(asked)) => asked.max(self.next_backoff()),
+            (_, None) => self.next_backoff(),
+        };
         let now = Instant::now();
         if let (Some(deadline), Some(started)) = (self.settings.deadline, self.started) {
             let remaining = (started + deadline).saturating_duration_since(now);
@@ -323,7 +328,11 @@ where
         }
         self.retries += 1;
         self.shared.retries.fetch_add(1, Ordering::Relaxed);
-        Some(Backoff::sleep(delay))
+        Some(if delay.is_zero() {
+            Backoff::none()
+        } else {
+            Backoff::sleep(delay)
+        })
     }
 
     fn clone_request(&mut self, request: &Request) -> Option<Request> {

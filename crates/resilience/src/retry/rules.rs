@@ -12,10 +12,14 @@ pub enum RetryDecision {
     DoNotRetry,
     /// Retry after the policy's backoff.
     Retry,
+    /// Retry at once, without backoff, within the budget: the endpoint broke the connection
+    /// (reset, closed mid-answer), so it is gone rather than busy, and a backoff would only
+    /// delay the answer another endpoint can give now.
+    RetryAtOnce,
     /// Retry at once, without backoff and without spending the retry budget: the request never
     /// reached the service (its connection was refused), so sending it elsewhere adds no load
     /// to anything that is failing.
-    RetryNow,
+    RetryNeverSent,
     /// Retry, but not before this long (the server said so, e.g. with `Retry-After`).
     RetryAfter(Duration),
 }

@@ -219,18 +219,20 @@ async fn each_request_gets_its_own_deadline_and_attempt_count() {
     assert_eq!(ms, [0, 300, 600, 600, 900, 1200]);
 }
 
-/// Retries "refused" at once (it was never sent) and anything else after the backoff.
+/// Retries "refused" at once and free (it was never sent), "reset" at once within the budget,
+/// and anything else after the backoff.
 #[derive(Clone, Copy)]
-struct RefusedNeverSent;
+struct ByMessage;
 
-impl RetryRules<u32, u32, BoxError> for RefusedNeverSent {
+impl RetryRules<u32, u32, BoxError> for ByMessage {
     fn clone_request(&self, request: &u32) -> Option<u32> {
         Some(*request)
     }
 
     fn classify(&self, _: &u32, result: &Result<u32, BoxError>) -> RetryDecision {
         match result {
-            Err(error) if error.to_string() == "refused" => RetryDecision::RetryNow,
+            Err(error) if error.to_string() == "refused" => RetryDecision::RetryNeverSent,
+            Err(error) if error.to_string() == "reset" => RetryDecision::RetryAtOnce,
             Err(_) => RetryDecision::Retry,
             Ok(_) => RetryDecision::DoNotRetry,
         }
@@ -248,7 +250,7 @@ async fn a_request_never_sent_is_retried_at_once_and_free() {
     // A budget with nothing in it: a retry that had to pay would not be sent.
     let empty = RetryBudget::new(0.0, 0).unwrap();
     let policy = RetryPolicy::builder()
-        .rules(RefusedNeverSent)
+        .rules(ByMessage)
         .backoff(fixed(500))
         .budget(empty)
         .build()
@@ -265,11 +267,11 @@ async fn a_request_never_sent_is_retried_at_once_and_free() {
 
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let service = recording_service(attempts.clone(), origin, |attempt| match attempt {
-        1 => Err("reset".into()),
+        1 => Err("timed out".into()),
         _ => Ok(0),
     });
     let paying = RetryPolicy::builder()
-        .rules(RefusedNeverSent)
+        .rules(ByMessage)
         .backoff(fixed(500))
         .budget(RetryBudget::new(0.0, 0).unwrap())
         .build()
@@ -280,6 +282,38 @@ async fn a_request_never_sent_is_retried_at_once_and_free() {
         .unwrap_err();
     assert_eq!(attempts.lock().unwrap().len(), 1, "a sent request pays");
     assert_eq!(paying.metrics().budget_exhausted, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_connection_is_retried_at_once_within_the_budget() {
+    let origin = Instant::now();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let service = recording_service(attempts.clone(), origin, |attempt| match attempt {
+        1 => Err("reset".into()),
+        _ => Ok(0),
+    });
+    let policy = RetryPolicy::builder()
+        .rules(ByMessage)
+        .backoff(fixed(500))
+        .budget(RetryBudget::new(0.0, 1).unwrap())
+        .build()
+        .unwrap();
+    let retrying = Retry::new(policy.clone(), service);
+    assert_eq!(retrying.clone().oneshot(5).await.unwrap(), 5);
+    assert_eq!(*attempts.lock().unwrap(), [Duration::ZERO, Duration::ZERO]);
+
+    let attempts_now = attempts.lock().unwrap().len();
+    let again = recording_service(attempts.clone(), origin, |_| Err("reset".into()));
+    Retry::new(policy.clone(), again)
+        .oneshot(6)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        attempts.lock().unwrap().len(),
+        attempts_now + 1,
+        "the budget's one token is spent: no second retry"
+    );
+    assert_eq!(policy.metrics().budget_exhausted, 1);
 }
 
 #[tokio::test(start_paused = true)]
