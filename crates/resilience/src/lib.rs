@@ -78,6 +78,7 @@ pub mod hedge;
 pub mod http;
 pub mod retry;
 mod striped;
+mod sync;
 pub mod timeout;
 
 pub use self::backoff::ExponentialBackoff;

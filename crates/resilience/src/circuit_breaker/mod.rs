@@ -313,6 +313,8 @@ impl CircuitBreakerHandle {
     }
 }
 
+#[cfg(all(test, resilience_loom))]
+mod loom_tests;
 #[cfg(test)]
 mod recovery_tests;
 #[cfg(test)]

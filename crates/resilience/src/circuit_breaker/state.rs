@@ -17,8 +17,7 @@
 //! the lane of its thread. The counts it writes are then as private as the striped counters.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +35,7 @@ use super::policy::TripPolicy;
 use super::probe::HealthCheck;
 use super::window::{Sample, Window};
 use crate::striped::{STRIPES, stripe_index};
+use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 
 type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
 
@@ -67,9 +67,13 @@ struct Core {
     /// Itself, for the health-check task it spawns when it opens.
     me: Weak<Core>,
     word: AtomicU64,
-    /// In nanoseconds since `epoch`: while open, when probing may start; while half-open, when
-    /// probes that have not reported back are given up.
-    until: AtomicU64,
+    /// In nanoseconds since `epoch`, when the open period probing may start. Apart from
+    /// `half_open_until`: a caller that read the word while open and the deadline just after a
+    /// transition must not take the half-open deadline for the open one (the model check found
+    /// that race: it rejected a caller for the whole half-open wait while permits were free).
+    open_until: AtomicU64,
+    /// In nanoseconds since `epoch`, when probes that have not reported back are given up.
+    half_open_until: AtomicU64,
     consecutive_failures: AtomicU32,
     window: Option<Window>,
     epoch: Instant,
@@ -162,7 +166,7 @@ impl Breaker {
             .map(|_| {
                 Arc::new(Lane {
                     core: Arc::clone(&core),
-                    counters: Default::default(),
+                    counters: std::array::from_fn(|_| AtomicU64::new(0)),
                 })
             })
             .collect();
@@ -197,6 +201,18 @@ impl Breaker {
     /// Whether `permit` was taken in the breaker's current state (no transition since).
     pub(crate) fn is_current(&self, permit: &Permit) -> bool {
         generation_of(self.core.word.load(Ordering::Acquire)) == permit.generation
+    }
+
+    /// Probe permits not taken, for the model check.
+    #[cfg(all(test, resilience_loom))]
+    pub(crate) fn free_probes(&self) -> u16 {
+        probes_of(self.core.word.load(Ordering::Acquire))
+    }
+
+    /// The generation, for the model check.
+    #[cfg(all(test, resilience_loom))]
+    pub(crate) fn generation(&self) -> u64 {
+        generation_of(self.core.word.load(Ordering::Acquire))
     }
 
     /// Wakes `waker` at the breaker's next change of state.
@@ -253,7 +269,8 @@ impl Core {
             name,
             me,
             word: AtomicU64::new(pack(0, 0, State::Closed)),
-            until: AtomicU64::new(0),
+            open_until: AtomicU64::new(0),
+            half_open_until: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             window: config.has_window().then(|| Window::new(config.window)),
             epoch: Instant::now(),
@@ -294,18 +311,22 @@ impl Core {
         State::from_bits(self.word.load(Ordering::Acquire))
     }
 
-    fn until(&self) -> Instant {
-        self.epoch + Duration::from_nanos(self.until.load(Ordering::Acquire))
+    /// The deadline of `state`, when it has one.
+    fn until(&self, state: State) -> Instant {
+        let until = match state {
+            State::HalfOpen => &self.half_open_until,
+            _ => &self.open_until,
+        };
+        self.epoch + Duration::from_nanos(until.load(Ordering::Acquire))
     }
 
     fn admits(&self) -> bool {
         let word = self.word.load(Ordering::Acquire);
-        match self.machine.admit(
-            State::from_bits(word),
-            probes_of(word),
-            || self.until(),
-            Instant::now,
-        ) {
+        let state = State::from_bits(word);
+        match self
+            .machine
+            .admit(state, probes_of(word), || self.until(state), Instant::now)
+        {
             Admission::Pass | Admission::Probe => true,
             Admission::Reject { .. } => false,
             // Open with its time up: the next call will probe.
@@ -322,7 +343,7 @@ impl Core {
             let state = State::from_bits(word);
             let admission =
                 self.machine
-                    .admit(state, probes_of(word), || self.until(), Instant::now);
+                    .admit(state, probes_of(word), || self.until(state), Instant::now);
             match admission {
                 Admission::Pass => return Ok(self.permit(lane, generation, false)),
                 Admission::Probe => {
@@ -483,8 +504,11 @@ impl Core {
         cold.reopens = entry.reopens;
         cold.probe_successes = 0;
         if let Some(until) = entry.until {
-            self.until
-                .store(self.nanos_since_epoch(until), Ordering::Release);
+            let deadline = match to {
+                State::HalfOpen => &self.half_open_until,
+                _ => &self.open_until,
+            };
+            deadline.store(self.nanos_since_epoch(until), Ordering::Release);
         }
         self.consecutive_failures.store(0, Ordering::Relaxed);
         let generation = generation_of(word) + 1;
@@ -551,7 +575,7 @@ impl Core {
         let last_change = self.cold().last_change.clone();
         let state = self.state();
         let next_probe_in = (state == State::Open).then(|| {
-            let until = self.until.load(Ordering::Acquire);
+            let until = self.open_until.load(Ordering::Acquire);
             Duration::from_nanos(until.saturating_sub(self.nanos_since_epoch(Instant::now())))
         });
         CircuitBreakerMetrics {
