@@ -11,6 +11,7 @@
 //! | [`Timeout`], [`Deadline`] | a limit per attempt, and one for the whole request | [`TimeoutLayer`], [`DeadlineLayer`] |
 //! | [`http`] | HTTP failure classes, idempotency, `Retry-After`, a capped body read | feature `http` |
 //! | [`http::ResilientClient`] | all of the above over reqwest (with rustls), in a few lines | feature `reqwest` |
+//! | configuration files | breaker, hedge, retry and client settings from TOML or JSON, checked by the same builders | feature `serde` |
 //!
 //! They work over any tower `Service`, not only HTTP, and compose in this order, outermost
 //! first: a deadline bounds the whole request; retry re-sends failed requests through the
@@ -170,6 +171,8 @@ mod abandon;
 mod backoff;
 pub mod balance;
 pub mod circuit_breaker;
+#[cfg(feature = "serde")]
+mod config_file;
 mod error;
 pub mod hedge;
 #[cfg(feature = "http")]

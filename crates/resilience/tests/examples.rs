@@ -20,7 +20,11 @@ fn examples_dir() -> &'static PathBuf {
         let exe = std::env::current_exe().unwrap();
         let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
         let target_dir = profile_dir.parent().unwrap();
-        let features = ["reqwest"];
+        // This build's features, so the library is not built a second time with others.
+        let mut features = vec!["reqwest"];
+        if cfg!(feature = "serde") {
+            features.push("serde");
+        }
         let mut cargo = Command::new(env!("CARGO"));
         cargo
             .args(["build", "--frozen", "-p", "resilience", "--examples"])
