@@ -141,6 +141,37 @@ impl ExponentialBackoff {
     }
 }
 
+/// `{ base = "50ms", max = "2s", multiplier = 2.0, jitter = 0.5 }` (feature `serde`):
+/// `multiplier` defaults to 2 and `jitter` to 0, as with [`ExponentialBackoff::new`]; the
+/// schedule is checked as every builder that takes one checks it.
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for ExponentialBackoff {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use crate::config_file::HumanDuration;
+
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            base: HumanDuration,
+            max: HumanDuration,
+            multiplier: Option<f64>,
+            jitter: Option<f64>,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        let mut backoff = Self::new(raw.base.0, raw.max.0);
+        if let Some(multiplier) = raw.multiplier {
+            backoff = backoff.with_multiplier(multiplier);
+        }
+        if let Some(jitter) = raw.jitter {
+            backoff = backoff.with_jitter(jitter);
+        }
+        backoff
+            .validate("backoff")
+            .map_err(serde::de::Error::custom)?;
+        Ok(backoff)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 //! | [`Timeout`], [`Deadline`] | a limit per attempt, and one for the whole request | [`TimeoutLayer`], [`DeadlineLayer`] |
 //! | [`http`] | HTTP failure classes, idempotency, `Retry-After`, a capped body read | feature `http` |
 //! | [`http::ResilientClient`] | all of the above over reqwest (with rustls), in a few lines | feature `reqwest` |
+//! | configuration files | breaker, hedge, retry and client settings from TOML or JSON, checked by the same builders | feature `serde` |
 //!
 //! They work over any tower `Service`, not only HTTP, and compose in this order, outermost
 //! first: a deadline bounds the whole request; retry re-sends failed requests through the
@@ -64,6 +65,104 @@
 //! # }
 //! ```
 //!
+//! # Under tower's p2c, and over hyper-util
+//!
+//! The breakers are plain tower services, so any readiness-based balancer routes around an open
+//! one once it is [gated](CircuitBreakerLayer::gate_readiness). Under tower's power-of-two-choices
+//! balancer (whole program: `examples/p2c.rs`):
+//!
+//! ```
+//! use tower::balance::p2c::Balance;
+//! use tower::discover::ServiceList;
+//! use tower::load::{CompleteOnResponse, PendingRequestsDiscover};
+//! use tower::{Layer, ServiceBuilder, ServiceExt, service_fn};
+//! use resilience::{BoxError, CircuitBreakerConfig, CircuitBreakerLayer, FailFastLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let config = CircuitBreakerConfig::builder().consecutive_failures(3).build()?;
+//! let endpoints: Vec<_> = ["a", "b", "c"]
+//!     .into_iter()
+//!     .map(|name| {
+//!         CircuitBreakerLayer::new(config.clone()).named(name).gate_readiness().layer(
+//!             service_fn(move |id: u32| async move { Ok::<_, BoxError>(format!("{id} from {name}")) }),
+//!         )
+//!     })
+//!     .collect();
+//! let discover =
+//!     PendingRequestsDiscover::new(ServiceList::new(endpoints), CompleteOnResponse::default());
+//! let client = ServiceBuilder::new()
+//!     .layer(FailFastLayer::new())
+//!     .service(Balance::new(discover));
+//! let answer = client.oneshot(7).await?;
+//! assert!(answer.starts_with("7 from "));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With the `http` feature the same stack runs over any client whose requests are
+//! `http::Request<B>`, such as hyper-util's, with no reqwest: [`http::HttpRetryRules`] decide
+//! what to retry and [`http::HttpClassifier`] what a breaker counts as a failure. The endpoint
+//! service puts its address into each request and reads the whole body with [`http::ReadBody`]
+//! (whole program, with two local servers one of which stops: `examples/hyper_util.rs`):
+//!
+//! ```no_run
+//! # #[cfg(feature = "http")]
+//! # mod with_http {
+//! # use bytes::Bytes;
+//! # use futures::future::{BoxFuture, FutureExt};
+//! # use http_body_util::Full;
+//! # use hyper_util::client::legacy::{Client, connect::HttpConnector};
+//! # use resilience::BoxError;
+//! # use tower::Service;
+//! # type Request = http::Request<Full<Bytes>>;
+//! # type Response = http::Response<Bytes>;
+//! # fn endpoint(client: Client<HttpConnector, Full<Bytes>>, address: &'static str)
+//! #     -> impl Service<Request, Response = Response, Error = BoxError, Future = BoxFuture<'static, Result<Response, BoxError>>> + Clone {
+//! #     tower::service_fn(move |mut request: Request| {
+//! #         let client = client.clone();
+//! #         async move {
+//! #             *request.uri_mut() = format!("http://{address}{}", request.uri().path()).parse()?;
+//! #             let (parts, body) = client.request(request).await?.into_parts();
+//! #             let body = resilience::http::ReadBody::new(body, 64 * 1024).await?;
+//! #             Ok(http::Response::from_parts(parts, body))
+//! #         }
+//! #         .boxed()
+//! #     })
+//! # }
+//! use std::time::Duration;
+//! use hyper_util::rt::TokioExecutor;
+//! use resilience::http::{HttpClassifier, HttpRetryRules};
+//! use resilience::{
+//!     CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer, FailFastLayer, RetryPolicy,
+//!     RoundRobin, TimeoutLayer,
+//! };
+//! use tower::{ServiceBuilder, ServiceExt, retry::RetryLayer};
+//!
+//! # pub async fn run() -> Result<(), BoxError> {
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let breaker = CircuitBreakerConfig::builder().consecutive_failures(3).build()?;
+//! let endpoints = ["127.0.0.1:8081", "127.0.0.1:8082"].map(|address| {
+//!     let endpoint = ServiceBuilder::new()
+//!         .layer(CircuitBreakerLayer::new(breaker.clone()).with_classifier(HttpClassifier).gate_readiness())
+//!         .layer(TimeoutLayer::new(Duration::from_secs(1)))
+//!         .service(endpoint(client.clone(), address)); // the client, aimed at `address`
+//!     (address, endpoint)
+//! });
+//! let retry = RetryPolicy::builder().rules(HttpRetryRules).deadline(Duration::from_secs(3)).build()?;
+//! let stack = ServiceBuilder::new()
+//!     .layer(DeadlineLayer::new(Duration::from_secs(3)))
+//!     .layer(RetryLayer::new(retry))
+//!     .layer(FailFastLayer::new())
+//!     .service(RoundRobin::new(endpoints));
+//! let request = http::Request::get("/users/1").body(Full::new(Bytes::new()))?;
+//! let response = stack.oneshot(request).await?;
+//! # let _ = response;
+//! # Ok(())
+//! # }
+//! # }
+//! ```
+//!
 //! Every layer reads time from tokio's clock, so tests run on a paused clock
 //! (`#[tokio::test(start_paused = true)]`) and finish instantly and deterministically; every
 //! source of randomness (jitter) can be seeded.
@@ -72,6 +171,8 @@ mod abandon;
 mod backoff;
 pub mod balance;
 pub mod circuit_breaker;
+#[cfg(feature = "serde")]
+mod config_file;
 mod error;
 pub mod hedge;
 #[cfg(feature = "http")]

@@ -71,6 +71,8 @@ mod layer;
 mod machine;
 mod policy;
 mod probe;
+#[cfg(feature = "serde")]
+mod serde;
 mod state;
 mod window;
 

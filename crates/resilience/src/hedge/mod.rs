@@ -53,6 +53,8 @@
 mod config;
 pub mod future;
 mod latency;
+#[cfg(feature = "serde")]
+mod serde;
 
 use std::sync::Arc;
 use std::sync::Mutex;

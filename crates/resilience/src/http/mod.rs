@@ -27,6 +27,8 @@ pub use self::body::{BodyFailed, BodyTooLarge, ReadBody};
 pub use self::classify::HttpClassifier;
 pub use self::hedge::IdempotentHedge;
 pub use self::request::HttpRequest;
+#[cfg(all(feature = "reqwest", feature = "serde"))]
+pub use self::reqwest::ResilientClientConfig;
 #[cfg(feature = "reqwest")]
 pub use self::reqwest::{
     DEFAULT_MAX_BODY, EndpointFuture, HttpEndpoint, ResilientClient, ResilientClientBuilder,

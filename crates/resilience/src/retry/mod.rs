@@ -18,11 +18,15 @@
 
 mod backoff;
 mod budget;
+#[cfg(feature = "serde")]
+mod config;
 mod policy;
 mod rules;
 
 pub use self::backoff::Backoff;
 pub use self::budget::RetryBudget;
+#[cfg(feature = "serde")]
+pub use self::config::{RetryBudgetConfig, RetryConfig};
 pub use self::policy::{RetryMetrics, RetryPolicy, RetryPolicyBuilder};
 pub use self::rules::{RetryDecision, RetryErrors, RetryRules, is_local_rejection};
 
