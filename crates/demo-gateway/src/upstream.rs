@@ -14,6 +14,7 @@ use resilience::http::ResilientClient;
 use resilience::{CircuitBreakerConfig, InvalidConfig, State};
 
 use crate::config::GatewayConfig;
+use crate::discovery;
 use crate::failure;
 
 /// Headers passed on to the services; everything else stays at the gateway.
@@ -77,6 +78,44 @@ impl Upstream {
         }
         let client = client.build()?;
         Ok(Self { service, client })
+    }
+
+    /// The endpoint URLs the client balances over now, as it keys them.
+    pub fn endpoints(&self) -> Vec<String> {
+        let prefix = format!("{}@", self.client.name());
+        self.client
+            .breakers()
+            .iter()
+            .filter_map(|breaker| breaker.name().strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    }
+
+    /// Makes the client's endpoints `desired`: adds the new ones (each with a fresh breaker),
+    /// then removes the gone ones, so the set is never empty in between; endpoints that stay
+    /// keep their breakers. An empty `desired` keeps the last known set (see [`discovery`]).
+    ///
+    /// [`discovery`]: crate::discovery
+    pub fn reconcile(&self, desired: &discovery::EndpointSet) {
+        let current = self.endpoints();
+        let service = self.service;
+        if desired.is_empty() {
+            tracing::warn!(service, endpoints = ?current, "none discovered; keeping the last known");
+            return;
+        }
+        let plan = discovery::plan(&current, desired);
+        for url in &plan.add {
+            match self.client.add_endpoint(url) {
+                Ok(()) => tracing::info!(service, endpoint = %url, "endpoint added"),
+                Err(error) => tracing::warn!(service, endpoint = %url, %error, "cannot add"),
+            }
+        }
+        for url in &plan.remove {
+            match self.client.remove_endpoint(url) {
+                // Its requests in flight hold its stack and finish.
+                Ok(_) => tracing::info!(service, endpoint = %url, "endpoint removed"),
+                Err(error) => tracing::warn!(service, endpoint = %url, %error, "cannot remove"),
+            }
+        }
     }
 
     /// Whether at least one endpoint's breaker admits traffic.
