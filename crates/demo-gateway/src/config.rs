@@ -143,6 +143,12 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_NO_HEDGE")]
     pub no_hedge: bool,
 
+    /// Inside a service mesh (Linkerd, Istio) whose sidecar already retries and breaks: one
+    /// attempt per request, no hedging, breakers forced closed, so retries do not multiply;
+    /// timeouts, the deadline and trace headers stay.
+    #[arg(long, env = "GATEWAY_MESH")]
+    pub mesh: bool,
+
     /// The DNS server for `dns://` endpoints, `IP:PORT` (default: the system's, from
     /// /etc/resolv.conf, with its search domains).
     #[arg(long, env = "GATEWAY_DNS_SERVER")]
