@@ -36,7 +36,9 @@ impl Help {
             .output()
             .unwrap();
         assert!(output.status.success());
+        // One line: help text wraps anywhere, also inside `[env: NAME=]`.
         let text = String::from_utf8(output.stdout).unwrap();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
         let word = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
         let flags = text
             .split(|c: char| !word(c))
