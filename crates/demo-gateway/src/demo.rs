@@ -33,7 +33,11 @@ async fn try_run_gateway(mut config: GatewayConfig) -> Result<(), String> {
         if !(Source::parse(&config.users)?.is_static()
             && Source::parse(&config.orders)?.is_static())
         {
-            return Err("dns:// and etcd:// endpoints need --no-spawn: the demo starts its services on fixed addresses".to_owned());
+            return Err(concat!(
+                "dns:// and etcd:// endpoints need --no-spawn: ",
+                "the demo starts its services on fixed addresses"
+            )
+            .to_owned());
         }
         // Rewrites --users and --orders to where the services really listen.
         children = start_children(&mut config).await?;

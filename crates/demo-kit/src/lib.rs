@@ -25,7 +25,8 @@
 //! Features: `sqlite` adds a small rusqlite connection pool (`sqlite`) and `Idempotency-Key`
 //! storage (`idempotency`) for the services; `postgres` adds PostgreSQL as the alternative
 //! (`postgres`), the [`Database`](database::Database) that is either, and [`Replica`];
-//! `testing` adds helpers for tests (`testing`), among them a throwaway PostgreSQL server.
+//! `testing` adds helpers for tests (`testing`), among them throwaway PostgreSQL, etcd and
+//! DNS (dnsmasq) servers.
 //!
 //! ```no_run
 //! use demo_kit::{Stack, serve, shutdown_signal};

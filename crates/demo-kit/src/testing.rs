@@ -1,7 +1,8 @@
 //! Test helpers shared by the services' tests: in-process calls through a
 //! [`Stack`](crate::Stack) service, a guard around a spawned service process, throwaway
-//! PostgreSQL ([`postgres`]), etcd ([`etcd`]) and DNS ([`dns`], dnsmasq) servers, and running one test body against each database
-//! ([`Backend`], [`for_each_backend!`](crate::for_each_backend)).
+//! PostgreSQL ([`postgres`]), etcd ([`etcd`]) and DNS ([`dns`], dnsmasq) servers, and running
+//! one test body against each database ([`Backend`],
+//! [`for_each_backend!`](crate::for_each_backend)).
 //!
 //! These are for tests only (feature `testing`); they panic on failure, which is what a test
 //! wants.
