@@ -53,7 +53,10 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_NO_SPAWN")]
     pub no_spawn: bool,
 
-    /// Users service endpoints, comma separated (default: the two replicas the demo starts).
+    /// Users service endpoints: URLs, comma separated (default: the two replicas the demo
+    /// starts); or `dns://NAME:PORT` (every A/AAAA address of NAME, e.g. a Kubernetes headless
+    /// Service, re-resolved on the TTL); or `etcd://HOST:PORT/PREFIX/users` (the replicas
+    /// registered there, watched). Discovery needs --no-spawn.
     #[arg(
         long,
         env = "GATEWAY_USERS",
@@ -62,7 +65,8 @@ pub struct GatewayConfig {
     )]
     pub users: Vec<String>,
 
-    /// Order service endpoints, comma separated.
+    /// Order service endpoints: URLs, comma separated, or `dns://NAME:PORT`, or
+    /// `etcd://HOST:PORT/PREFIX/orders`, as for --users.
     #[arg(
         long,
         env = "GATEWAY_ORDERS",
@@ -138,6 +142,36 @@ pub struct GatewayConfig {
     /// raced by a copy to another replica after the 95th percentile of recent latency.
     #[arg(long, env = "GATEWAY_NO_HEDGE")]
     pub no_hedge: bool,
+
+    /// Inside a service mesh (Linkerd, Istio) whose sidecar already retries and breaks: one
+    /// attempt per request, no hedging, breakers forced closed, so retries do not multiply;
+    /// timeouts, the deadline and trace headers stay.
+    #[arg(long, env = "GATEWAY_MESH")]
+    pub mesh: bool,
+
+    /// The DNS server for `dns://` endpoints, `IP:PORT` (default: the system's, from
+    /// /etc/resolv.conf, with its search domains).
+    #[arg(long, env = "GATEWAY_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
+
+    /// Re-resolve a `dns://` name no sooner than this, whatever its records' TTL says.
+    #[arg(long, env = "GATEWAY_DNS_MIN_TTL", default_value = "1s", value_parser = parse_duration)]
+    pub dns_min_ttl: Duration,
+
+    /// Re-resolve a `dns://` name at least this often, whatever its records' TTL says.
+    #[arg(long, env = "GATEWAY_DNS_MAX_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub dns_max_ttl: Duration,
+}
+
+impl GatewayConfig {
+    /// The settings of the `dns://` and `etcd://` endpoint sources.
+    pub fn discovery(&self) -> crate::discovery::Settings {
+        crate::discovery::Settings {
+            dns_server: self.dns_server,
+            dns_min_ttl: self.dns_min_ttl,
+            dns_max_ttl: self.dns_max_ttl,
+        }
+    }
 }
 
 /// Reads `1500ms`, `2s`, `1.5s` or `1m`.

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use rand::Rng;
 
 use crate::config::{GatewayConfig, ServiceCommand};
+use crate::discovery::{self, Source};
 use crate::launcher::{self, ChildSpec, Running};
 use crate::upstream::Upstream;
 use crate::{ApiKeys, GatewayState};
@@ -29,12 +30,22 @@ async fn try_run_gateway(mut config: GatewayConfig) -> Result<(), String> {
     let (keys, generated_key) = api_keys(&config)?;
     let mut children = Vec::new();
     if !config.no_spawn {
+        if !(Source::parse(&config.users)?.is_static()
+            && Source::parse(&config.orders)?.is_static())
+        {
+            return Err(concat!(
+                "dns:// and etcd:// endpoints need --no-spawn: ",
+                "the demo starts its services on fixed addresses"
+            )
+            .to_owned());
+        }
+        // Rewrites --users and --orders to where the services really listen.
         children = start_children(&mut config).await?;
     }
-    let users = Upstream::new("user-service", "users", &config.users, &config)
-        .map_err(|e| e.to_string())?;
-    let orders = Upstream::new("order-service", "orders", &config.orders, &config)
-        .map_err(|e| e.to_string())?;
+    let users_source = Source::parse(&config.users)?;
+    let orders_source = Source::parse(&config.orders)?;
+    let users = upstream("user-service", "users", &users_source, &config).await?;
+    let orders = upstream("order-service", "orders", &orders_source, &config).await?;
     let state = GatewayState::new(users, orders, keys);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -59,6 +70,23 @@ async fn try_run_gateway(mut config: GatewayConfig) -> Result<(), String> {
         child.stop().await;
     }
     served.map_err(|error| format!("serving failed: {error}"))
+}
+
+/// The upstream `service` over the endpoints `source` finds (waiting for the first), kept up to
+/// date in the background when they can change.
+async fn upstream(
+    service: &'static str,
+    short_name: &str,
+    source: &Source,
+    config: &GatewayConfig,
+) -> Result<Upstream, String> {
+    let discovered = discovery::start(source, short_name, &config.discovery()).await?;
+    let upstream = Upstream::new(service, short_name, &discovered.initial, config)
+        .map_err(|error| error.to_string())?;
+    if let Some(feed) = discovered.feed {
+        tokio::spawn(discovery::apply(feed, upstream.clone()));
+    }
+    Ok(upstream)
 }
 
 /// The configured keys, or a fresh one for the demo (returned so it can be printed).

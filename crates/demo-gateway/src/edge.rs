@@ -180,12 +180,12 @@ where
                 status: status.as_u16(),
             });
         };
-        if !OPEN_ROUTES.contains(&route) {
-            if let Err(refusal) = self.state.keys().admit(request.headers()) {
-                let response = refusal.into_http_response();
-                count(response.status());
-                return Box::pin(std::future::ready(Ok(response)));
-            }
+        if !OPEN_ROUTES.contains(&route)
+            && let Err(refusal) = self.state.keys().admit(request.headers())
+        {
+            let response = refusal.into_http_response();
+            count(response.status());
+            return Box::pin(std::future::ready(Ok(response)));
         }
         // Call the instance that was polled ready, and keep a fresh clone for the next request.
         let clone = self.inner.clone();

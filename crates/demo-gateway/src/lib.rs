@@ -6,12 +6,15 @@
 //! - API keys and per-key rate limits guard everything but `/health` and `/ready`.
 //! - Every failure becomes a status in one place ([`failure`]): open breakers 503 with
 //!   `Retry-After`, timeouts 504, unreachable or failing upstreams 502.
+//! - Endpoints may change while it runs ([`discovery`]: DNS or etcd), and `--mesh` leaves
+//!   retries and breaking to a service mesh.
 //! - `/admin/status` and `/metrics` show the breakers; transitions are logged as they happen.
 //!
 //! [`ResilientClient`]: resilience::http::ResilientClient
 
 pub mod config;
 pub mod demo;
+pub mod discovery;
 mod edge;
 pub mod failure;
 mod handlers;

@@ -11,17 +11,28 @@ use bytes::Bytes;
 use demo_kit::AppError;
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 use resilience::http::ResilientClient;
-use resilience::{CircuitBreakerConfig, InvalidConfig, State};
+use resilience::{CircuitBreakerConfig, CircuitBreakerHandle, InvalidConfig, State};
 
 use crate::config::GatewayConfig;
+use crate::discovery;
 use crate::failure;
 
-/// Headers passed on to the services; everything else stays at the gateway.
-const FORWARDED_HEADERS: [HeaderName; 4] = [
+/// Headers passed on to the services; everything else stays at the gateway. The trace context
+/// (W3C `traceparent`/`tracestate`, Zipkin's `b3` and `x-b3-*`, as Linkerd and Istio use them)
+/// passes through, so a trace continues across the gateway, in a mesh or not.
+const FORWARDED_HEADERS: [HeaderName; 12] = [
     http::header::CONTENT_TYPE,
     http::header::ACCEPT,
     HeaderName::from_static(demo_kit::REQUEST_ID),
     HeaderName::from_static("idempotency-key"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    HeaderName::from_static("b3"),
+    HeaderName::from_static("x-b3-traceid"),
+    HeaderName::from_static("x-b3-spanid"),
+    HeaderName::from_static("x-b3-parentspanid"),
+    HeaderName::from_static("x-b3-sampled"),
+    HeaderName::from_static("x-b3-flags"),
 ];
 
 /// Upstream answers larger than this are refused rather than buffered.
@@ -34,6 +45,9 @@ pub struct Upstream {
     pub service: &'static str,
     /// The resilient client over its endpoints.
     pub client: ResilientClient,
+    /// Whether a service mesh does the retries and breaking (`--mesh`): every breaker, also
+    /// of endpoints discovered later, is forced closed.
+    mesh: bool,
 }
 
 /// A usable upstream answer: 2xx or 4xx, JSON (or 204 without a body).
@@ -49,6 +63,11 @@ pub struct Reply {
 
 impl Upstream {
     /// A client for `service` over `endpoints`, configured from the gateway's flags.
+    ///
+    /// With `--mesh` the mesh's sidecar retries and breaks, so the gateway does neither (one
+    /// attempt, no hedging, no health checks, every breaker forced closed, which
+    /// `/admin/status` shows as `forced_closed`); the attempt timeout and the deadline stay, as
+    /// the gateway still owes its client an answer in time.
     pub fn new(
         service: &'static str,
         short_name: &str,
@@ -72,11 +91,77 @@ impl Upstream {
                 config.health_interval,
                 config.health_interval.min(config.attempt_timeout),
             );
-        if config.no_hedge {
+        if config.no_hedge || config.mesh {
             client = client.without_hedging();
         }
+        if config.mesh {
+            client = client.max_attempts(1).without_health_check();
+        }
         let client = client.build()?;
-        Ok(Self { service, client })
+        let upstream = Self {
+            service,
+            client,
+            mesh: config.mesh,
+        };
+        if upstream.mesh {
+            for breaker in upstream.client.breakers() {
+                breaker.force_closed();
+            }
+        }
+        Ok(upstream)
+    }
+
+    /// The endpoint URLs the client balances over now, as it keys them.
+    pub fn endpoints(&self) -> Vec<String> {
+        let prefix = format!("{}@", self.client.name());
+        self.client
+            .breakers()
+            .iter()
+            .filter_map(|breaker| breaker.name().strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    }
+
+    /// Makes the client's endpoints `desired`: adds the new ones (each with a fresh breaker),
+    /// then removes the gone ones, so the set is never empty in between; endpoints that stay
+    /// keep their breakers. An empty `desired` keeps the last known set (see [`discovery`]).
+    ///
+    /// [`discovery`]: crate::discovery
+    pub fn reconcile(&self, desired: &discovery::EndpointSet) {
+        let current = self.endpoints();
+        let service = self.service;
+        if desired.is_empty() {
+            tracing::warn!(service, endpoints = ?current, "none discovered; keeping the last known");
+            return;
+        }
+        let plan = discovery::plan(&current, desired);
+        for url in &plan.add {
+            match self.client.add_endpoint(url) {
+                Ok(()) => {
+                    tracing::info!(service, endpoint = %url, "endpoint added");
+                    if self.mesh {
+                        self.force_closed(url);
+                    }
+                }
+                Err(error) => tracing::warn!(service, endpoint = %url, %error, "cannot add"),
+            }
+        }
+        for url in &plan.remove {
+            match self.client.remove_endpoint(url) {
+                // Its requests in flight hold its stack and finish.
+                Ok(_) => tracing::info!(service, endpoint = %url, "endpoint removed"),
+                Err(error) => tracing::warn!(service, endpoint = %url, %error, "cannot remove"),
+            }
+        }
+    }
+
+    /// Forces the breaker of the endpoint `url` closed (mesh mode).
+    fn force_closed(&self, url: &str) {
+        let name = format!("{}@{url}", self.client.name());
+        self.client
+            .breakers()
+            .iter()
+            .filter(|breaker| breaker.name() == name)
+            .for_each(CircuitBreakerHandle::force_closed);
     }
 
     /// Whether at least one endpoint's breaker admits traffic.

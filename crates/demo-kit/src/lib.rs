@@ -14,6 +14,8 @@
 //!   future completes, stops accepting and drains in-flight requests.
 //! - [`AppError`] is the one error type with the one mapping to HTTP
 //!   (`{"error": {"code": "...", "message": "..."}}`).
+//! - [`register`]: a replica registering itself in etcd under a lease it keeps alive, and
+//!   leaving the set on graceful shutdown (`--register etcd://HOST:PORT/PREFIX`).
 //! - [`shutdown_signal`] completes on SIGTERM or Ctrl-C; [`init_tracing`] sets up logging;
 //!   [`announce_listening`] prints the bound address for a parent process.
 //! - [`faults`]: injected latency and 500s, switchable at run time through `/admin/faults`.
@@ -23,7 +25,8 @@
 //! Features: `sqlite` adds a small rusqlite connection pool (`sqlite`) and `Idempotency-Key`
 //! storage (`idempotency`) for the services; `postgres` adds PostgreSQL as the alternative
 //! (`postgres`), the [`Database`](database::Database) that is either, and [`Replica`];
-//! `testing` adds helpers for tests (`testing`), among them a throwaway PostgreSQL server.
+//! `testing` adds helpers for tests (`testing`), among them throwaway PostgreSQL, etcd and
+//! DNS (dnsmasq) servers.
 //!
 //! ```no_run
 //! use demo_kit::{Stack, serve, shutdown_signal};
@@ -53,6 +56,7 @@ pub mod input;
 mod json_errors;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod register;
 #[cfg(feature = "postgres")]
 mod replica;
 mod request_id;

@@ -1,7 +1,8 @@
 //! Test helpers shared by the services' tests: in-process calls through a
-//! [`Stack`](crate::Stack) service, a guard around a spawned service process, a throwaway
-//! PostgreSQL server ([`postgres`]) and running one test body against each database
-//! ([`Backend`], [`for_each_backend!`](crate::for_each_backend)).
+//! [`Stack`](crate::Stack) service, a guard around a spawned service process, throwaway
+//! PostgreSQL ([`postgres`]), etcd ([`etcd`]) and DNS ([`dns`], dnsmasq) servers, and running
+//! one test body against each database ([`Backend`],
+//! [`for_each_backend!`](crate::for_each_backend)).
 //!
 //! These are for tests only (feature `testing`); they panic on failure, which is what a test
 //! wants.
@@ -22,7 +23,10 @@ use crate::LISTENING_PREFIX;
 use crate::extract::PeerAddr;
 use crate::stack::HttpService;
 
+pub mod dns;
+pub mod etcd;
 pub mod postgres;
+mod servers;
 
 /// The database one run of a test uses: a SQLite file in a temporary directory, or a fresh
 /// database on the test process's PostgreSQL server. Keep it for as long as the service runs.

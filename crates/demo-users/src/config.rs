@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use demo_kit::database::Location;
 use demo_kit::faults::FaultArgs;
 use demo_kit::postgres::DatabaseUrl;
+use demo_kit::register::{EtcdUrl, RegisterSpec};
 
 /// The users service: CRUD for users over SQLite or PostgreSQL. Several replicas may share one
 /// database file, or one PostgreSQL database from different machines.
@@ -35,6 +36,23 @@ pub struct Config {
     #[arg(long, env = "USERS_DB_POOL", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub db_pool: u32,
 
+    /// Register this replica in etcd, `etcd://HOST:PORT/PREFIX`: under the key
+    /// `PREFIX/users/REPLICA`, with a lease kept alive while it runs and revoked on graceful
+    /// shutdown. A gateway started with `--users etcd://HOST:PORT/PREFIX/users` finds it there.
+    #[arg(long, env = "USERS_REGISTER", value_name = "ETCD_URL")]
+    pub register: Option<EtcdUrl>,
+
+    /// Seconds the etcd lease lives without a keep-alive: how long a replica that died without
+    /// deregistering (SIGKILL, a lost machine) stays in the set.
+    #[arg(long, env = "USERS_REGISTER_TTL", default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub register_ttl: u64,
+
+    /// The URL registered in etcd, for when the listen address is not what others call (a
+    /// wildcard address, a container): e.g. `http://users-1:8081`. Default: `http://` and
+    /// the bound address.
+    #[arg(long, env = "USERS_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
+
     /// Fault injection, off by default; can be changed at run time with `PUT /admin/faults`
     /// from the loopback interface.
     #[command(flatten)]
@@ -45,5 +63,16 @@ impl Config {
     /// The database to use: `--database-url` when given, else the `--db` file.
     pub fn location(&self) -> Location {
         Location::from_flags(&self.db, self.database_url.as_ref())
+    }
+
+    /// What to register in etcd, when `--register` is given.
+    pub fn registration(&self) -> Option<RegisterSpec> {
+        self.register.clone().map(|etcd| RegisterSpec {
+            etcd,
+            service: "users",
+            replica: self.replica.clone(),
+            advertise: self.advertise_url.clone(),
+            ttl: std::time::Duration::from_secs(self.register_ttl),
+        })
     }
 }

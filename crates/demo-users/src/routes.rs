@@ -58,11 +58,12 @@ pub async fn run(
 }
 
 /// The users service's `main` after parsing `config`: opens the database, binds, announces the
-/// address and serves until `shutdown`, then drains and closes the database. Used by the
+/// address, registers in etcd with `--register`, and serves until `shutdown`, then leaves etcd,
+/// drains and closes the database. Used by the
 /// `demo-users` binary and by the gateway's demo launcher.
 pub async fn main_with(
     config: Config,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::process::ExitCode {
     let name = format!(
         "users service {} (database {})",
@@ -72,8 +73,10 @@ pub async fn main_with(
     demo_kit::run_service(
         &name,
         config.listen,
+        config.registration(),
         AppState::open(&config),
-        |listener, state| run(listener, state, shutdown),
+        shutdown,
+        run,
     )
     .await
 }

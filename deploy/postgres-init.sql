@@ -1,0 +1,2 @@
+-- The users service owns the `users` database (POSTGRES_DB); the order service gets its own.
+CREATE DATABASE orders;
