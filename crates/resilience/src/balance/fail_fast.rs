@@ -1,14 +1,12 @@
 //! Answering at once when a balancer has no endpoint ready.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::NoAvailableEndpoint;
+use super::future::ResponseFuture;
 use crate::BoxError;
 
 /// Fails a request at once with [`NoAvailableEndpoint`] when the service under it (a balancer)
@@ -106,52 +104,9 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         if std::mem::take(&mut self.ready) {
-            ResponseFuture {
-                kind: Kind::Called {
-                    future: self.inner.call(request),
-                },
-            }
+            ResponseFuture::called(self.inner.call(request))
         } else {
-            ResponseFuture {
-                kind: Kind::Refused,
-            }
+            ResponseFuture::unavailable(NoAvailableEndpoint::not_ready())
         }
-    }
-}
-
-pin_project! {
-    /// The inner service's answer, or [`NoAvailableEndpoint`] at once.
-    pub struct ResponseFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Called { #[pin] future: F },
-        Refused,
-    }
-}
-
-impl<F, T, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Called { future } => future.poll(cx).map_err(Into::into),
-            KindProj::Refused => Poll::Ready(Err(NoAvailableEndpoint::not_ready().into())),
-        }
-    }
-}
-
-impl<F> std::fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }

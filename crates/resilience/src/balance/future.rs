@@ -1,4 +1,4 @@
-//! The future returned by [`RoundRobin`](super::RoundRobin).
+//! The future returned by [`RoundRobin`](super::RoundRobin) and [`FailFast`](super::FailFast).
 
 use std::future::Future;
 use std::pin::Pin;
