@@ -189,6 +189,24 @@ impl Pool {
     }
 }
 
+/// Claims the one-time seeding of a fresh database inside `tx`: true for the first replica to
+/// ask, false for every later one. The service's `meta` table records the claim; a replica
+/// starting at the same moment waits on the row until this transaction ends, then inserts
+/// nothing, so the demo data is written exactly once however many replicas start together.
+///
+/// # Errors
+/// Database errors.
+pub async fn claim_seeding(tx: &deadpool_postgres::Transaction<'_>) -> Result<bool, AppError> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO meta (key, value) VALUES ('seeded', rfc3339_now())
+             ON CONFLICT (key) DO NOTHING",
+            &[],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
 /// Whether `err` is a UNIQUE constraint violation (a duplicate key such as an email).
 pub fn is_unique_violation(err: &tokio_postgres::Error) -> bool {
     err.code() == Some(&SqlState::UNIQUE_VIOLATION)

@@ -37,17 +37,7 @@ pub(super) async fn migrate_and_seed(pool: &Pool) -> Result<(), AppError> {
     pool.migrate(embedded::migrations::runner()).await?;
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    // A replica starting at the same moment waits here for this one's commit, then inserts
-    // nothing and skips seeding.
-    let first = tx
-        .execute(
-            "INSERT INTO meta (key, value) VALUES ('seeded', rfc3339_now())
-             ON CONFLICT (key) DO NOTHING",
-            &[],
-        )
-        .await?
-        == 1;
-    if first {
+    if demo_kit::postgres::claim_seeding(&tx).await? {
         for (name, email) in SEED {
             tx.execute(
                 "INSERT INTO users (name, email) VALUES ($1, $2)",
