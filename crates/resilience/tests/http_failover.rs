@@ -6,59 +6,14 @@
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
+mod support;
+
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use resilience::State;
 use resilience::http::ResilientClient;
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
-
-/// A server answering every request with its name; dropping it stops the server and closes
-/// every connection it had.
-struct Server {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Server {
-    async fn start(name: &'static str, addr: SocketAddr) -> Self {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                connections.spawn(async move {
-                    let service = service_fn(move |_request| async move {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                            Bytes::from(name),
-                        )))
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, task }
-    }
-
-    async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
+use support::{Answer, Server};
 
 async fn get(client: &ResilientClient) -> String {
     let request = client
@@ -75,8 +30,8 @@ async fn get(client: &ResilientClient) -> String {
 
 #[tokio::test]
 async fn a_stopped_endpoint_is_routed_around_and_comes_back() {
-    let one = Server::start("one", "127.0.0.1:0".parse().unwrap()).await;
-    let two = Server::start("two", "127.0.0.1:0".parse().unwrap()).await;
+    let one = Server::start(Answer::Name("one"), "127.0.0.1:0".parse().unwrap()).await;
+    let two = Server::start(Answer::Name("two"), "127.0.0.1:0".parse().unwrap()).await;
     let two_addr = two.addr;
     let client = ResilientClient::builder("users")
         .endpoints([one.url(), two.url()])
@@ -126,7 +81,7 @@ async fn a_stopped_endpoint_is_routed_around_and_comes_back() {
 
     // Start "two" again on the same address; traffic alone brings it back once the open
     // duration has passed and a probe succeeds.
-    let two = Server::start("two", two_addr).await;
+    let two = Server::start(Answer::Name("two"), two_addr).await;
     let back = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             get(&client).await;
