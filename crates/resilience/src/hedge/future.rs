@@ -30,7 +30,8 @@ pin_project! {
         spare: Option<(S, Request)>,
         primary_error: Option<S::Error>,
         started: Instant,
-        shared: Arc<Shared>,
+        // `None` when the policy hedges nothing: no latency is recorded, no `Arc` cloned.
+        shared: Option<Arc<Shared>>,
     }
 }
 
@@ -38,7 +39,7 @@ impl<S: Service<Request>, Request> ResponseFuture<S, Request> {
     pub(crate) fn new(
         primary: S::Future,
         spare: Option<(S, Request)>,
-        shared: Arc<Shared>,
+        shared: Option<Arc<Shared>>,
     ) -> Self {
         Self {
             primary: Some(primary),
@@ -67,7 +68,9 @@ where
                     this.primary.set(None);
                     match result {
                         Ok(response) => {
-                            this.shared.record(*this.started);
+                            if let Some(shared) = this.shared {
+                                shared.record(*this.started);
+                            }
                             // The copy lost; it says nothing about its endpoint.
                             this.hedge.set(None);
                             return Poll::Ready(Ok(response));
@@ -86,7 +89,9 @@ where
                     this.hedge.set(None);
                     match result {
                         Ok(response) => {
-                            this.shared.count_win();
+                            if let Some(shared) = this.shared {
+                                shared.count_win();
+                            }
                             // The original lost to a whole exchange started a hedge delay
                             // later: its breaker counts a failure (see `crate::abandon`).
                             let mut primary = this.primary.as_mut();
@@ -104,12 +109,15 @@ where
                 }
             }
 
+            let Some(shared) = this.shared.as_ref() else {
+                return Poll::Pending;
+            };
             if this.spare.is_none() || this.primary.is_none() {
                 return Poll::Pending;
             }
             if this.timer.is_none() {
                 // Armed only once the original has to wait, as in `crate::timeout`.
-                match this.shared.delay() {
+                match shared.delay() {
                     Some(delay) => this.timer.set(Some(sleep_until(*this.started + delay))),
                     None => {
                         *this.spare = None;
@@ -134,7 +142,7 @@ where
                 }
                 Poll::Ready(Ok(())) => {
                     if let Some((mut service, copy)) =
-                        this.spare.take().filter(|_| this.shared.try_spend())
+                        this.spare.take().filter(|_| shared.try_spend())
                     {
                         this.hedge.set(Some(service.call(copy)));
                     }

@@ -75,6 +75,12 @@ use crate::{BoxError, RetryBudget};
 pub trait HedgePolicy<Request> {
     /// A copy of `request` to send as a hedge, or `None` if it must not be sent twice.
     fn clone_request(&self, request: &Request) -> Option<Request>;
+
+    /// Whether this policy hedges anything at all; when not, the hedge measures nothing and
+    /// costs a call only a branch.
+    fn enabled(&self) -> bool {
+        true
+    }
 }
 
 impl<F, Request> HedgePolicy<Request> for F
@@ -91,6 +97,10 @@ impl<P: HedgePolicy<Request>, Request> HedgePolicy<Request> for Option<P> {
     fn clone_request(&self, request: &Request) -> Option<Request> {
         self.as_ref()
             .and_then(|policy| policy.clone_request(request))
+    }
+
+    fn enabled(&self) -> bool {
+        self.as_ref().is_some_and(HedgePolicy::enabled)
     }
 }
 
@@ -207,13 +217,16 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         // Copy only while hedging is on: a quiet or unmeasured upstream pays nothing.
+        if !self.policy.enabled() {
+            return ResponseFuture::new(self.inner.call(request), None, None);
+        }
         let spare = self
             .shared
             .delay()
             .and_then(|_| self.policy.clone_request(&request))
             .map(|copy| (self.inner.clone(), copy));
         let primary = self.inner.call(request);
-        ResponseFuture::new(primary, spare, Arc::clone(&self.shared))
+        ResponseFuture::new(primary, spare, Some(Arc::clone(&self.shared)))
     }
 }
 

@@ -254,3 +254,29 @@ async fn an_idle_gap_forgets_what_was_measured() {
     f.hedge.clone().oneshot(1).await.unwrap();
     assert_eq!(f.hedge.metrics().delay, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_disabled_policy_measures_nothing() {
+    let f = fixture(config());
+    let disabled = Hedge {
+        inner: f.hedge.get_ref().clone(),
+        policy: None::<Policy>,
+        shared: Arc::clone(&f.hedge.shared),
+    };
+    for request in 0..40 {
+        disabled.clone().oneshot(request).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    disabled.clone().oneshot(0).await.unwrap();
+    assert_eq!(
+        f.hedge.metrics().delay,
+        None,
+        "no latency was recorded, so no window saw enough calls"
+    );
+    let enabled = f.hedge.clone();
+    warm_up(&enabled, 40).await;
+    assert!(
+        enabled.metrics().delay.is_some(),
+        "the same calls, measured, set a delay"
+    );
+}
