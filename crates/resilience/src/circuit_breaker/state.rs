@@ -387,6 +387,11 @@ impl Core {
     }
 
     fn release_probe(&self, generation: u64) {
+        // Under the transition lock, so that a permit going back and a transition (which reads
+        // the word and stores the next one) never interleave: the loom model of a cancelled
+        // probe racing an operator's reset lost the reset without it. Callers taking permits
+        // still race this, hence the compare-and-swap. Only cancelled probes come here.
+        let _transitions = self.cold();
         let mut word = self.word.load(Ordering::Acquire);
         while generation_of(word) == generation && State::from_bits(word) == State::HalfOpen {
             match self.word.compare_exchange_weak(
