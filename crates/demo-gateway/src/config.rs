@@ -55,8 +55,10 @@ pub struct GatewayConfig {
 
     /// Users service endpoints: URLs, comma separated (default: the two replicas the demo
     /// starts); or `dns://NAME:PORT` (every A/AAAA address of NAME, e.g. a Kubernetes headless
-    /// Service, re-resolved on the TTL); or `etcd://HOST:PORT/PREFIX/users` (the replicas
-    /// registered there, watched). Discovery needs --no-spawn.
+    /// Service, re-resolved on the TTL); or `dns+srv://NAME` (the hosts and ports of NAME's SRV
+    /// records, e.g. `_http._tcp.users.default.svc.cluster.local`); or
+    /// `etcd://HOST:PORT/PREFIX/users` (the replicas registered there, watched). Discovery needs
+    /// --no-spawn.
     #[arg(
         long,
         env = "GATEWAY_USERS",
@@ -65,8 +67,8 @@ pub struct GatewayConfig {
     )]
     pub users: Vec<String>,
 
-    /// Order service endpoints: URLs, comma separated, or `dns://NAME:PORT`, or
-    /// `etcd://HOST:PORT/PREFIX/orders`, as for --users.
+    /// Order service endpoints: URLs, comma separated, or `dns://NAME:PORT`, `dns+srv://NAME`
+    /// or `etcd://HOST:PORT/PREFIX/orders`, as for --users.
     #[arg(
         long,
         env = "GATEWAY_ORDERS",
@@ -130,7 +132,7 @@ pub struct GatewayConfig {
 
     /// The path checked on an endpoint whose breaker is open; a 2xx lets a live request probe
     /// the endpoint at once instead of waiting out the open duration.
-    #[arg(long, env = "GATEWAY_HEALTH_PATH", default_value = "/health")]
+    #[arg(long, env = "GATEWAY_HEALTH_PATH", default_value = "/ready")]
     pub health_path: String,
 
     /// How often an endpoint whose breaker is open is checked (jittered), each check allowed
@@ -149,7 +151,7 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_MESH")]
     pub mesh: bool,
 
-    /// The DNS server for `dns://` endpoints, `IP:PORT` (default: the system's, from
+    /// The DNS server for `dns://` and `dns+srv://` endpoints, `IP:PORT` (default: the system's, from
     /// /etc/resolv.conf, with its search domains).
     #[arg(long, env = "GATEWAY_DNS_SERVER")]
     pub dns_server: Option<SocketAddr>,

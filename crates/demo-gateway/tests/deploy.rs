@@ -218,8 +218,16 @@ fn kubernetes_runs_two_users_replicas_behind_a_headless_service_and_probes_ready
         .iter()
         .find(|(file, _, _)| file == "gateway.yaml")
         .unwrap();
-    assert_eq!(gateway["readinessProbe"]["httpGet"]["path"], "/ready");
-    assert_eq!(gateway["livenessProbe"]["httpGet"]["path"], "/health");
+    for (file, _, container) in &containers {
+        assert_eq!(
+            container["readinessProbe"]["httpGet"]["path"], "/ready",
+            "{file}"
+        );
+        assert_eq!(
+            container["livenessProbe"]["httpGet"]["path"], "/health",
+            "{file}"
+        );
+    }
     assert!(strings(&gateway["args"]).contains(&"--users=dns://users:8081".to_owned()));
     for (file, workload, _) in &containers {
         // The drain takes at most 30 s, after a 5 s preStop: the grace period must cover both.

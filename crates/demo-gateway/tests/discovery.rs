@@ -278,3 +278,39 @@ async fn a_replica_killed_leaves_etcd_on_its_lease_and_comes_back_when_started()
     drop(etcd);
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_srv_records_give_each_replica_its_own_port() {
+    let dir = tempfile::tempdir().unwrap();
+    // Both on 127.0.0.1, told apart only by port: A records cannot say this, SRV records can.
+    let users_1 = users(&dir, "users-1", "127.0.0.1:0", &[]);
+    let users_2 = users(&dir, "users-2", "127.0.0.1:0", &[]);
+    let port = |url: &str| url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+    let (url_1, url_2) = (users_1.url(""), users_2.url(""));
+    let hosts = "127.0.0.1 users-1.test\n127.0.0.1 users-2.test\n";
+    let services = [
+        ("_http._tcp.users.test", "users-1.test", port(&url_1)),
+        ("_http._tcp.users.test", "users-2.test", port(&url_2)),
+    ];
+    let Some(dns) = TestDns::start_with_services(hosts, &services, 1) else {
+        return;
+    };
+    let orders = orders(&dir);
+    let server = dns.addr().to_string();
+    let gateway = gateway(
+        "dns+srv://_http._tcp.users.test",
+        &orders,
+        &["--dns-server", &server, "--dns-min-ttl", "100ms"],
+    );
+    let mut client = Client::new(&gateway);
+
+    client.until_endpoints(&[&url_1, &url_2]).await;
+    for _ in 0..10 {
+        client.request().await;
+    }
+    // Round robin over the two: each served half, give or take the one odd request.
+    let (served_1, served_2) = (client.served_by("users-1"), client.served_by("users-2"));
+    assert!(served_1 >= 5 && served_2 >= 5, "{served_1} / {served_2}");
+    assert!(served_1.abs_diff(served_2) <= 1, "{served_1} / {served_2}");
+    assert!(client.failures.is_empty(), "failed: {:?}", client.failures);
+}

@@ -41,3 +41,33 @@ pub fn raw_json(status: StatusCode, body: String) -> rustapi_core::Response {
     );
     res
 }
+
+/// `GET /health`: the liveness answer, `200 {"status":"ok","replica":...}` while the process
+/// serves. It never asks the database: an orchestrator restarts a replica whose liveness
+/// fails, and restarting replicas does not bring a database back.
+pub fn alive(replica: &str) -> rustapi_core::Response {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"status": "ok", "replica": replica}),
+    )
+}
+
+/// `GET /ready`: the readiness answer, 200 when `database` (the result of a ping) is `Ok`, 503
+/// with the error shape otherwise. Load balancers (a Kubernetes Service, the gateway's health
+/// check) send traffic only to a replica that is ready.
+pub fn ready(replica: &str, database: Result<(), crate::AppError>) -> rustapi_core::Response {
+    match database {
+        Ok(()) => json(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ready", "replica": replica}),
+        ),
+        Err(err) => {
+            tracing::warn!(%err, "readiness check failed: the database does not answer");
+            json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "unavailable", "replica": replica,
+                        "error": {"code": "database_unavailable", "message": "the database cannot be reached"}}),
+            )
+        }
+    }
+}

@@ -13,7 +13,8 @@
 //! | `POST /orders` | 201 and the new order; `Idempotency-Key` makes a repeat replay the first answer |
 //! | `PUT /orders/{id}` | the updated order (user, status and items replaced, total recomputed) |
 //! | `DELETE /orders/{id}` | 204 |
-//! | `GET /health` | 200 when the database answers, else 503 |
+//! | `GET /health` | 200 while the process serves (liveness) |
+//! | `GET /ready` | 200 when the database answers, else 503 (readiness) |
 //! | `GET`/`PUT /admin/faults` | fault injection, loopback peers only |
 //!
 //! Errors are `{"error": {"code", "message"}}`: 400 bad id, query or malformed JSON, 404 unknown

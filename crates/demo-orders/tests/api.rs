@@ -86,7 +86,7 @@ for_each_backend!(
     wrong_method_is_405_and_unknown_route_is_404,
     repeated_idempotency_key_returns_the_first_answer,
     an_order_and_its_items_are_written_together_or_not_at_all,
-    health_is_200_with_the_database_and_503_without,
+    ready_is_200_with_the_database_and_503_without_while_health_stays_200,
     full_failure_rate_gives_500_and_turning_it_off_recovers
 );
 
@@ -385,11 +385,16 @@ async fn an_order_and_its_items_are_written_together_or_not_at_all(backend: Back
     assert_eq!(app.get("/orders/1").await.json(), before);
 }
 
-async fn health_is_200_with_the_database_and_503_without(backend: Backend) {
+async fn ready_is_200_with_the_database_and_503_without_while_health_stays_200(backend: Backend) {
     let app = start(backend, &[]).await;
+    assert_eq!(app.get("/ready").await.status, 200);
     assert_eq!(app.get("/health").await.status, 200);
     app.state.close().await;
-    assert_eq!(app.get("/health").await.status, 503);
+    let res = app.get("/ready").await;
+    assert_eq!(res.status, 503);
+    assert_eq!(res.error_code(), "database_unavailable");
+    // Liveness does not depend on the database: restarting the replica would not fix it.
+    assert_eq!(app.get("/health").await.status, 200);
 }
 
 async fn full_failure_rate_gives_500_and_turning_it_off_recovers(backend: Backend) {

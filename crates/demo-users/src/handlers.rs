@@ -5,7 +5,6 @@ use demo_kit::input::{JsonObject, Page, parse_id};
 use demo_kit::{AppError, RawQuery, idempotency, response};
 use http::StatusCode;
 use rustapi_rs::{Body, Headers, Path, State};
-use serde_json::json;
 
 use crate::state::AppState;
 use crate::storage::{self, NewUser};
@@ -45,22 +44,14 @@ fn is_plausible_email(email: &str) -> bool {
         && !email.chars().any(char::is_whitespace)
 }
 
-/// `GET /health`: 200 when the database answers, 503 otherwise.
+/// `GET /health`: 200 while the process serves (liveness; see [`response::alive`]).
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    match storage::ping(&state.db).await {
-        Ok(()) => response::json(
-            StatusCode::OK,
-            &json!({"status": "ok", "replica": &*state.replica}),
-        ),
-        Err(err) => {
-            tracing::warn!(%err, "health check failed");
-            response::json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "unavailable", "replica": &*state.replica,
-                        "error": {"code": "database_unavailable", "message": "the database cannot be reached"}}),
-            )
-        }
-    }
+    response::alive(&state.replica)
+}
+
+/// `GET /ready`: 200 when the database answers, 503 otherwise (see [`response::ready`]).
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+    response::ready(&state.replica, storage::ping(&state.db).await)
 }
 
 /// `GET /users?limit=&offset=`.

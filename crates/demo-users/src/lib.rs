@@ -13,7 +13,8 @@
 //! | `POST /users` | 201 and the new user; `Idempotency-Key` makes a repeat replay the first answer |
 //! | `PUT /users/{id}` | the updated user (name and email replaced) |
 //! | `DELETE /users/{id}` | 204 |
-//! | `GET /health` | 200 when the database answers, else 503 |
+//! | `GET /health` | 200 while the process serves (liveness) |
+//! | `GET /ready` | 200 when the database answers, else 503 (readiness) |
 //! | `GET`/`PUT /admin/faults` | fault injection, loopback peers only |
 //!
 //! Errors are `{"error": {"code", "message"}}`: 400 bad id or malformed JSON, 404 unknown id or

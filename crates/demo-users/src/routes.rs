@@ -17,6 +17,7 @@ pub fn app(state: AppState) -> RustApi {
     let app = RustApi::new()
         .state(state)
         .route("/health", get(handlers::health))
+        .route("/ready", get(handlers::ready))
         .route("/users", get(handlers::list).post(handlers::create))
         .route(
             "/users/{id}",

@@ -64,7 +64,7 @@ for_each_backend!(
     head_is_answered_like_get,
     repeated_idempotency_key_returns_the_first_answer,
     concurrent_idempotent_posts_create_one_record,
-    health_is_200_with_the_database_and_503_without,
+    ready_is_200_with_the_database_and_503_without_while_health_stays_200,
     full_failure_rate_gives_500_and_turning_it_off_recovers,
     odd_inputs_get_a_clear_answer_and_change_nothing
 );
@@ -366,14 +366,18 @@ async fn concurrent_idempotent_posts_create_one_record(backend: Backend) {
     assert_eq!(app.total().await, 4);
 }
 
-async fn health_is_200_with_the_database_and_503_without(backend: Backend) {
+async fn ready_is_200_with_the_database_and_503_without_while_health_stays_200(backend: Backend) {
     let app = start(backend, &[]).await;
-    let res = app.get("/health").await;
+    let res = app.get("/ready").await;
     assert_eq!(res.status, 200);
-    assert_eq!(res.json()["status"], "ok");
+    assert_eq!(res.json()["status"], "ready");
+    assert_eq!(app.get("/health").await.json()["status"], "ok");
     app.state.close().await;
-    let res = app.get("/health").await;
+    let res = app.get("/ready").await;
     assert_eq!(res.status, 503);
+    assert_eq!(res.error_code(), "database_unavailable");
+    // Liveness does not depend on the database: restarting the replica would not fix it.
+    assert_eq!(app.get("/health").await.status, 200);
     // Other routes say so too, in the error shape.
     let res = app.get("/users/1").await;
     assert_eq!(res.status, 503);

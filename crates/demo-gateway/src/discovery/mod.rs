@@ -5,6 +5,8 @@
 //! - `dns://NAME:PORT`: every A/AAAA address of `NAME` on `PORT`, re-resolved when the answer's
 //!   TTL runs out (bounded by `--dns-min-ttl` and `--dns-max-ttl`): a Kubernetes headless
 //!   Service answers with one address per ready pod;
+//! - `dns+srv://NAME`: the targets and ports of `NAME`'s SRV records (the most preferred
+//!   priority that has an address), re-resolved the same way;
 //! - `etcd://HOST:PORT/PREFIX/SERVICE`: the URLs replicas registered under that prefix
 //!   (`demo-kit`'s `register`), followed with an etcd watch, so a change arrives at once.
 //!
@@ -42,24 +44,26 @@ const RETRY: Duration = Duration::from_secs(1);
 pub enum Source {
     /// Fixed URLs.
     Static(Vec<String>),
-    /// A DNS name and the port its addresses serve on.
+    /// A DNS name and the port its addresses serve on, or an SRV name.
     Dns(dns::DnsName),
     /// An etcd prefix replicas register under.
     Etcd(demo_kit::register::EtcdUrl),
 }
 
 impl Source {
-    /// Reads the values of `--users` or `--orders`: URLs, or a single `dns://` or `etcd://`.
+    /// Reads the values of `--users` or `--orders`: URLs, or a single `dns://`, `dns+srv://` or
+    /// `etcd://`.
     ///
     /// # Errors
     /// A discovery URL mixed with others, or one that does not parse.
     pub fn parse(values: &[String]) -> Result<Self, String> {
-        let dynamic = |value: &String| value.starts_with("dns://") || value.starts_with("etcd://");
+        let dns = |value: &str| value.starts_with("dns://") || value.starts_with("dns+srv://");
+        let dynamic = |value: &String| dns(value) || value.starts_with("etcd://");
         match values {
-            [one] if one.starts_with("dns://") => one.parse().map(Self::Dns),
+            [one] if dns(one) => one.parse().map(Self::Dns),
             [one] if one.starts_with("etcd://") => one.parse().map(Self::Etcd),
             _ if values.iter().any(dynamic) => Err(format!(
-                "{values:?}: a dns:// or etcd:// source stands alone, not in a list"
+                "{values:?}: a dns://, dns+srv:// or etcd:// source stands alone, not in a list"
             )),
             _ => Ok(Self::Static(values.to_vec())),
         }
@@ -250,6 +254,10 @@ mod tests {
         let one = |value: &str| Source::parse(&[value.to_owned()]);
         assert!(one("http://127.0.0.1:8081").unwrap().is_static());
         assert!(matches!(one("dns://users:8081"), Ok(Source::Dns(_))));
+        assert!(matches!(
+            one("dns+srv://_http._tcp.users"),
+            Ok(Source::Dns(dns::DnsName::Service { .. }))
+        ));
         assert!(matches!(
             one("etcd://127.0.0.1:2379/demo/users"),
             Ok(Source::Etcd(_))

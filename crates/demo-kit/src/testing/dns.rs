@@ -1,5 +1,6 @@
 //! A real DNS server for tests: Debian's `dnsmasq` as a child process on 127.0.0.1 and a free
-//! UDP port, answering A/AAAA records from a hosts file the test writes. [`TestDns::set_hosts`]
+//! UDP port, answering A/AAAA records from a hosts file the test writes, and SRV records given at
+//! start ([`TestDns::start_with_services`]). [`TestDns::set_hosts`]
 //! rewrites the file and sends SIGHUP, on which dnsmasq clears its cache and re-reads it, so a
 //! test can change the answer while a client keeps asking.
 //!
@@ -34,6 +35,20 @@ impl TestDns {
     /// # Panics
     /// When dnsmasq is missing and `CI` is set; when it cannot be started.
     pub fn start(hosts: &str, ttl_seconds: u32) -> Option<Self> {
+        Self::start_with_services(hosts, &[], ttl_seconds)
+    }
+
+    /// As [`TestDns::start`], also answering the SRV records `services`, each
+    /// `(SRV NAME, TARGET, PORT)` with priority 0 (targets are resolved from `hosts`). SRV
+    /// records are fixed for the server's life: dnsmasq re-reads only the hosts file.
+    ///
+    /// # Panics
+    /// As [`TestDns::start`].
+    pub fn start_with_services(
+        hosts: &str,
+        services: &[(&str, &str, u16)],
+        ttl_seconds: u32,
+    ) -> Option<Self> {
         let program = servers::find_or_skip("dnsmasq", "dnsmasq")?;
         let dir =
             tempfile::tempdir().unwrap_or_else(|err| panic!("cannot create a temp dir: {err}"));
@@ -52,6 +67,11 @@ impl TestDns {
                 .arg(format!("--port={}", addr.port()))
                 .arg(format!("--addn-hosts={}", path.display()))
                 .arg(format!("--local-ttl={ttl_seconds}"))
+                .args(
+                    services
+                        .iter()
+                        .map(|(name, target, port)| format!("--srv-host={name},{target},{port}")),
+                )
                 .arg("--log-facility=-")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
