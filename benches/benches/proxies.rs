@@ -215,13 +215,12 @@ fn harness_env(args: &Args, gateway: &Path, machine: &Machine) -> BTreeMap<&'sta
         ("GATEWAY_CMD", gateway_cmd),
         ("OUT_ROOT", out_root),
         ("RESULTS_DIR", results_dir),
-        // Like nginx (`access_log off`) and HAProxy (no `log` line), the gateway logs nothing
-        // per request, unless the caller asks for it.
-        (
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        ),
     ]);
+    // The gateway runs with its defaults: like nginx (`access_log off`) and HAProxy (no `log`
+    // line) it writes no line per request unless `--access-log` (or `RUST_LOG`) asks for one.
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        env.insert("RUST_LOG", filter);
+    }
     match args.mode {
         Mode::Throughput => {
             env.insert("ROUNDS", args.rounds.to_string());

@@ -10,6 +10,6 @@ use demo_orders::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    demo_kit::init_tracing();
+    demo_kit::init_tracing(true);
     demo_orders::main_with(config, demo_kit::shutdown_signal()).await
 }

@@ -12,6 +12,6 @@ use demo_users::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    demo_kit::init_tracing();
+    demo_kit::init_tracing(true);
     demo_users::main_with(config, demo_kit::shutdown_signal()).await
 }
