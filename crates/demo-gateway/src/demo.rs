@@ -278,7 +278,12 @@ fn banner(
         let _ = writeln!(
             text,
             "Bring it back:          {}",
-            victim.spec.command_line(&program)
+            ChildSpec {
+                // Where it really listened (the spec may say port 0).
+                listen: victim.addr,
+                ..victim.spec.clone()
+            }
+            .command_line(&program)
         );
     }
     text.push('\n');
