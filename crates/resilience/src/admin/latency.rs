@@ -142,14 +142,14 @@ impl std::fmt::Debug for LatencyRecorder {
 ///
 /// ```
 /// use tower::{ServiceBuilder, ServiceExt, service_fn};
-/// use resilience::CircuitBreakerLayer;
+/// use resilience::{CircuitBreakerConfig, CircuitBreakerLayer};
 /// use resilience::admin::{LatencyLayer, LatencyRecorder, Registry, WatchedEndpoint};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), resilience::BoxError> {
 /// let latency = LatencyRecorder::new();
 /// let endpoint = ServiceBuilder::new()
-///     .layer(CircuitBreakerLayer::default().named("users@a"))
+///     .layer(CircuitBreakerLayer::new(CircuitBreakerConfig::default()).named("users@a"))
 ///     .layer(LatencyLayer::new(latency.clone()))
 ///     .service(service_fn(|id: u32| async move { Ok::<_, resilience::BoxError>(id) }));
 /// let registry = Registry::new();
