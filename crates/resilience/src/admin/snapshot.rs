@@ -46,6 +46,8 @@ pub struct EndpointSnapshot {
     pub consecutive_failures: u32,
     /// Calls that reached the endpoint and completed, since start.
     pub calls: u64,
+    /// Of those, successes.
+    pub successes: u64,
     /// Of those, failures.
     pub failures: u64,
     /// Calls the breaker rejected.
@@ -88,6 +90,7 @@ impl EndpointSnapshot {
             state: metrics.state.as_str(),
             consecutive_failures: metrics.consecutive_failures,
             calls: metrics.calls(),
+            successes: metrics.successes,
             failures: metrics.failures,
             rejected: metrics.rejected,
             requests_per_second: None,

@@ -321,3 +321,15 @@ fn breaker_names_are_percent_decoded() {
     assert_eq!(percent_decode("broken%4"), None);
     assert_eq!(percent_decode("%ff"), None, "not UTF-8");
 }
+
+#[test]
+fn the_public_types_can_go_anywhere() {
+    fn shared<T: Send + Sync + 'static>() {}
+    fn sent<T: Send + 'static>() {}
+    shared::<Admin>();
+    shared::<Registry>();
+    shared::<LatencyRecorder>();
+    shared::<Latency<()>>();
+    sent::<ResponseBody>();
+    sent::<ResponseFuture<std::future::Ready<()>>>();
+}
