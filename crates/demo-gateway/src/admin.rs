@@ -11,8 +11,12 @@
 //! `HttpOnly` (no script reads it), `SameSite=Strict` (no other site's page can make the
 //! browser send it, so no cross-site request can force a breaker open) and `Path=/admin`, and
 //! the page then removes the key from the address bar and history. The stream and the actions
-//! ride on the cookie. Scripts and `curl` send the key as `x-api-key` or
-//! `Authorization: Bearer`, as clients do. The gateway logs paths, never queries.
+//! ride on the cookie. `SameSite` does not tell ports apart, so an action that rides on the
+//! cookie must also come from a page of the gateway's own origin (its `Origin` header names the
+//! gateway's `Host`). Scripts and `curl` send the key as `x-api-key` or
+//! `Authorization: Bearer`, as clients do. The gateway logs paths, never queries. The cookie is
+//! not marked `Secure` since the demo speaks plain HTTP; behind TLS, terminate TLS in front of
+//! the gateway and keep `/admin` off the public listener.
 
 use demo_kit::{AppError, ErrorCode};
 use http::HeaderMap;
@@ -105,6 +109,13 @@ impl AdminKeys {
         let (presented, grant) = if let Some(key) = presented_key(headers) {
             (key.to_owned(), Grant::Header)
         } else if let Some(key) = cookie(headers) {
+            if !matches!(*method, http::Method::GET | http::Method::HEAD) && !same_origin(headers) {
+                return Err(AppError::new(
+                    ErrorCode::Forbidden,
+                    "an operator action carried by the dashboard's cookie must come from the \
+                     dashboard's own page",
+                ));
+            }
             (key.to_owned(), Grant::Header)
         } else if let Some(key) = (*method == http::Method::GET && uri.path() == DASHBOARD)
             .then(|| query_key(uri))
@@ -155,6 +166,19 @@ fn cookie(headers: &HeaderMap) -> Option<&str> {
         .filter(|value| !value.is_empty())
 }
 
+/// Whether the request's `Origin` is the gateway itself (`http://HOST` or `https://HOST` for
+/// its `Host` header).
+fn same_origin(headers: &HeaderMap) -> bool {
+    let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
+    match (header(http::header::ORIGIN), header(http::header::HOST)) {
+        (Some(origin), Some(host)) => origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host)),
+        _ => false,
+    }
+}
+
 /// `key=...` in the query (keys have no characters that need escaping).
 fn query_key(uri: &http::Uri) -> Option<&str> {
     uri.query()?
@@ -181,6 +205,14 @@ mod tests {
     }
 
     fn authorize(uri: &str, headers: &[(&'static str, &str)]) -> Result<Grant, u16> {
+        authorize_as(http::Method::GET, uri, headers)
+    }
+
+    fn authorize_as(
+        method: http::Method,
+        uri: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Grant, u16> {
         let keys = AdminKeys::new(["op-1".to_owned(), "op-2".to_owned()]).unwrap();
         let headers: HeaderMap = headers
             .iter()
@@ -191,13 +223,8 @@ mod tests {
                 )
             })
             .collect();
-        keys.authorize(
-            &http::Method::GET,
-            &uri.parse().unwrap(),
-            &headers,
-            &clients(),
-        )
-        .map_err(|error| error.status().as_u16())
+        keys.authorize(&method, &uri.parse().unwrap(), &headers, &clients())
+            .map_err(|error| error.status().as_u16())
     }
 
     #[test]
@@ -249,6 +276,27 @@ mod tests {
         assert_eq!(authorize("/admin/status?key=op-1", &[]), Err(401));
         assert_eq!(authorize("/admin/breakers/events?key=op-1", &[]), Err(401));
         assert_eq!(authorize("/admin/dashboard?key=client", &[]), Err(403));
+    }
+
+    #[test]
+    fn an_action_on_the_cookie_must_come_from_the_gateway_s_own_page() {
+        let action = "/admin/breakers/users%40a/force-open";
+        let cookie = ("cookie", "resilience_admin=op-1");
+        let host = ("host", "127.0.0.1:8080");
+        let post =
+            |headers: &[(&'static str, &str)]| authorize_as(http::Method::POST, action, headers);
+        assert_eq!(
+            post(&[cookie, host, ("origin", "http://127.0.0.1:8080")]),
+            Ok(Grant::Header)
+        );
+        assert_eq!(
+            post(&[cookie, host, ("origin", "http://127.0.0.1:8081")]),
+            Err(403),
+            "another port of the same site"
+        );
+        assert_eq!(post(&[cookie, host]), Err(403), "no origin at all");
+        // A header key is not sent by a browser on its own: no origin needed.
+        assert_eq!(post(&[("x-api-key", "op-1")]), Ok(Grant::Header));
     }
 
     #[test]

@@ -462,6 +462,21 @@ fn the_dashboard_shows_a_killed_replica_open_within_two_seconds_and_closed_once_
         traffic.answered.load(Ordering::Relaxed) > answered,
         "clients kept getting answers"
     );
+
+    // The page's buttons work: force users-2 open, then reset it.
+    for (action, state) in [("force-open", "forced_open"), ("reset", "closed")] {
+        let click = format!(
+            r#"document.querySelector('[data-endpoint="{}"] [data-action="{action}"]').click()"#,
+            users_2.1
+        );
+        browser.eval(&click);
+        assert!(
+            browser.until_state(&users_2.1, state, PATIENCE).is_some(),
+            "after {action}, users-2 shows {:?}; the page says {:?}",
+            browser.state_of(&users_2.1),
+            browser.eval("document.getElementById('message').textContent")
+        );
+    }
     drop(browser);
     drop(traffic);
     drop(restarted);
