@@ -278,12 +278,7 @@ fn banner(
         let _ = writeln!(
             text,
             "Bring it back:          {}",
-            ChildSpec {
-                // Where it really listened (the spec may say port 0).
-                listen: victim.addr,
-                ..victim.spec.clone()
-            }
-            .command_line(&program)
+            victim.spec.command_line(&program)
         );
     }
     text.push('\n');
