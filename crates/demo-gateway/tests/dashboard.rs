@@ -320,11 +320,16 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         self.session = None;
-        // Ask politely; `Owned` kills it by PID regardless.
+        // Ask politely, so it takes its own helper processes down with it; `Owned` then kills
+        // it by PID if it has not exited.
         let _ = self
             .commands
             .write_all(b"{\"id\":0,\"method\":\"Browser.close\"}\0");
-        let _ = self.process.0.id();
+        let _ = self.commands.flush();
+        let patience = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < patience && matches!(self.process.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
