@@ -26,7 +26,7 @@ use resilience_benches::args::parse_duration;
 use resilience_benches::breaker_watch::{BreakerSample, BreakerWatch};
 use resilience_benches::client::Target;
 use resilience_benches::closed_loop::{ClosedLoop, Event, RunSummary};
-use resilience_benches::cluster::{API_KEY, Cluster};
+use resilience_benches::cluster::{ADMIN_KEY, API_KEY, Cluster};
 use resilience_benches::machine::Machine;
 use resilience_benches::process::Signal;
 use resilience_benches::summary::{format_us, new_histogram, record};
@@ -317,7 +317,7 @@ async fn run_scenario(
     let t0 = load.measuring_from();
     let watch = BreakerWatch::start(
         cluster.gateway().addr(),
-        API_KEY,
+        ADMIN_KEY,
         "user-service",
         &victim_addr.to_string(),
         Duration::from_secs_f64(settings.poll_ms / 1e3),

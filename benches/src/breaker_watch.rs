@@ -53,7 +53,8 @@ pub struct BreakerWatch {
 
 impl BreakerWatch {
     /// Polls `GET /admin/status` on `gateway` every `every`, for the endpoint of `service` whose
-    /// URL ends with `endpoint` (e.g. `127.0.0.1:8083`). Times count from `origin`.
+    /// URL ends with `endpoint` (e.g. `127.0.0.1:8083`), with the operator key `api_key`. Times
+    /// count from `origin`.
     pub fn start(
         gateway: SocketAddr,
         api_key: &str,

@@ -9,6 +9,8 @@ use crate::process::ServiceProcess;
 
 /// The API key the benches' gateway accepts.
 pub const API_KEY: &str = "bench-key";
+/// The operator key the benches' gateway accepts on `/admin` and `/metrics`.
+pub const ADMIN_KEY: &str = "bench-operator-key";
 
 /// The rate limit given to the gateway: far above anything the benches send, so the limiter
 /// is on the path (as in production) but never refuses.
@@ -53,6 +55,8 @@ impl Cluster {
             &orders.url(""),
             "--api-key",
             API_KEY,
+            "--admin-key",
+            ADMIN_KEY,
             "--rate-limit",
             GENEROUS_RATE,
             "--rate-burst",

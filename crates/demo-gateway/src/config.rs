@@ -96,6 +96,23 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 
+    /// An operator key for `/admin` (the dashboard, its actions, `/admin/status`) and
+    /// `/metrics`, distinct from the API keys, which get 403 there; repeat for several. Without
+    /// any (here, in GATEWAY_ADMIN_KEYS or in --admin-key-file) the gateway makes one at start
+    /// and prints it.
+    #[arg(
+        long = "admin-key",
+        env = "GATEWAY_ADMIN_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admin_keys: Vec<String>,
+
+    /// A file of operator keys, one per line (blank lines and lines starting with # are
+    /// skipped).
+    #[arg(long, env = "GATEWAY_ADMIN_KEY_FILE")]
+    pub admin_key_file: Option<PathBuf>,
+
     /// Requests per second each API key may make, on average.
     #[arg(long, env = "GATEWAY_RATE_LIMIT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: u32,

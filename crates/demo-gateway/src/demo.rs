@@ -12,7 +12,7 @@ use crate::config::{GatewayConfig, ServiceCommand};
 use crate::discovery::{self, Source};
 use crate::launcher::{self, ChildSpec, Running};
 use crate::upstream::Upstream;
-use crate::{ApiKeys, GatewayState};
+use crate::{AdminKeys, ApiKeys, GatewayState};
 
 /// Runs the gateway, and unless `--no-spawn`, the services it calls as child processes.
 pub async fn run_gateway(config: GatewayConfig) -> ExitCode {
@@ -28,6 +28,7 @@ pub async fn run_gateway(config: GatewayConfig) -> ExitCode {
 
 async fn try_run_gateway(mut config: GatewayConfig) -> Result<(), String> {
     let (keys, generated_key) = api_keys(&config)?;
+    let (admin_keys, admin_key) = admin_keys(&config)?;
     let mut children = Vec::new();
     if !config.no_spawn {
         if !(Source::parse(&config.users)?.is_static()
@@ -46,7 +47,7 @@ async fn try_run_gateway(mut config: GatewayConfig) -> Result<(), String> {
     let orders_source = Source::parse(&config.orders)?;
     let users = upstream("user-service", "users", &users_source, &config).await?;
     let orders = upstream("order-service", "orders", &orders_source, &config).await?;
-    let state = GatewayState::new(users, orders, keys);
+    let state = GatewayState::with_admin_keys(users, orders, keys, admin_keys);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
@@ -58,7 +59,8 @@ async fn try_run_gateway(mut config: GatewayConfig) -> Result<(), String> {
             &children,
             generated_key
                 .as_deref()
-                .or(config.api_keys.first().map(String::as_str))
+                .or(config.api_keys.first().map(String::as_str)),
+            admin_key.as_deref()
         )
     );
     demo_kit::announce_listening(addr);
@@ -91,15 +93,40 @@ async fn upstream(
 
 /// The configured keys, or a fresh one for the demo (returned so it can be printed).
 fn api_keys(config: &GatewayConfig) -> Result<(ApiKeys, Option<String>), String> {
-    let mut keys: Vec<String> = config
-        .api_keys
+    let (keys, generated) =
+        keys_or_new(&config.api_keys, config.api_keys_file.as_deref(), "demo-")?;
+    let rate = NonZeroU32::new(config.rate_limit).ok_or("--rate-limit must be at least 1")?;
+    let burst = NonZeroU32::new(config.rate_burst).ok_or("--rate-burst must be at least 1")?;
+    Ok((ApiKeys::new(keys, rate, burst), generated))
+}
+
+/// The configured operator keys, or a fresh one (returned so it can be printed), which the
+/// operator's tools and the dashboard use.
+fn admin_keys(config: &GatewayConfig) -> Result<(AdminKeys, Option<String>), String> {
+    let (keys, generated) = keys_or_new(
+        &config.admin_keys,
+        config.admin_key_file.as_deref(),
+        "admin-",
+    )?;
+    let printed = generated.or_else(|| keys.first().cloned());
+    Ok((AdminKeys::new(keys)?, printed))
+}
+
+/// The keys given on the command line and in `file`, or, if none, a new random one starting
+/// with `prefix` (also returned, to be printed).
+fn keys_or_new(
+    given: &[String],
+    file: Option<&Path>,
+    prefix: &str,
+) -> Result<(Vec<String>, Option<String>), String> {
+    let mut keys: Vec<String> = given
         .iter()
         .map(|key| key.trim().to_owned())
         .filter(|key| !key.is_empty())
         .collect();
-    if let Some(path) = &config.api_keys_file {
+    if let Some(path) = file {
         let text = std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read API keys from {}: {error}", path.display()))?;
+            .map_err(|error| format!("cannot read keys from {}: {error}", path.display()))?;
         keys.extend(
             text.lines()
                 .map(str::trim)
@@ -109,15 +136,13 @@ fn api_keys(config: &GatewayConfig) -> Result<(ApiKeys, Option<String>), String>
     }
     let generated = keys.is_empty().then(|| {
         let mut rng = rand::rng();
-        (0..24).fold(String::from("demo-"), |mut key, _| {
+        (0..24).fold(String::from(prefix), |mut key, _| {
             let _ = write!(key, "{:x}", rng.random_range(0..16u8));
             key
         })
     });
     keys.extend(generated.clone());
-    let rate = NonZeroU32::new(config.rate_limit).ok_or("--rate-limit must be at least 1")?;
-    let burst = NonZeroU32::new(config.rate_burst).ok_or("--rate-burst must be at least 1")?;
-    Ok((ApiKeys::new(keys, rate, burst), generated))
+    Ok((keys, generated))
 }
 
 /// Starts users-1, users-2 and orders on the addresses of `--users` and `--orders`, and
@@ -204,7 +229,12 @@ fn local_addr(url: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-fn banner(addr: SocketAddr, children: &[Running], key: Option<&str>) -> String {
+fn banner(
+    addr: SocketAddr,
+    children: &[Running],
+    key: Option<&str>,
+    admin_key: Option<&str>,
+) -> String {
     let mut text = String::from("\nresilience demo\n\n");
     let _ = writeln!(
         text,
@@ -220,10 +250,23 @@ fn banner(addr: SocketAddr, children: &[Running], key: Option<&str>) -> String {
         );
     }
     let key = key.unwrap_or("<your key>");
-    let _ = writeln!(text, "\n  API key   {key}\n\nTry:");
-    for path in ["/api/users/1", "/api/users/1/orders", "/admin/status"] {
+    let admin_key = admin_key.unwrap_or("<operator key>");
+    let _ = writeln!(text, "\n  API key        {key}");
+    let _ = writeln!(
+        text,
+        "  Operator key   {admin_key}   (for /admin and /metrics)"
+    );
+    let _ = writeln!(
+        text,
+        "  Dashboard      http://{addr}/admin/dashboard?key={admin_key}\n\nTry:"
+    );
+    for path in ["/api/users/1", "/api/users/1/orders"] {
         let _ = writeln!(text, "  curl -s -H 'x-api-key: {key}' http://{addr}{path}");
     }
+    let _ = writeln!(
+        text,
+        "  curl -s -H 'x-api-key: {admin_key}' http://{addr}/admin/status"
+    );
     if let Some(victim) = children.iter().find(|child| child.spec.name == "users-2") {
         let program =
             std::env::current_exe().unwrap_or_else(|_| Path::new("demo-gateway").to_path_buf());

@@ -1,5 +1,6 @@
 //! Edge protection: API keys and per-key rate limits, in front of every route but `/health` and
-//! `/ready`, and the request counter.
+//! `/ready`; operator keys in front of `/admin` and `/metrics` ([`crate::admin`]), which also
+//! routes the dashboard's paths to the crate's admin service; and the request counter.
 //!
 //! A tower layer around the rustapi app rather than a check in each handler: a route added
 //! later is protected without anyone remembering to.
@@ -16,8 +17,10 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use http::HeaderMap;
+use http_body_util::BodyExt;
 use tower::{Layer, Service};
 
+use crate::admin::{self, Grant, is_admin_path};
 use crate::metrics::{Metrics, RequestLabels};
 
 /// Routes anyone may call: liveness and readiness probes.
@@ -52,6 +55,11 @@ impl ApiKeys {
         }
     }
 
+    /// Whether `key` is a client key.
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.keys.contains(key)
+    }
+
     /// Lets the request through, or says why not: 401 without a known key, 429 over its rate.
     fn admit(&self, headers: &HeaderMap) -> Result<(), AppError> {
         let key = presented_key(headers).ok_or_else(|| {
@@ -77,7 +85,7 @@ impl ApiKeys {
 }
 
 /// The key from `x-api-key`, or from `Authorization: Bearer`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(key) = headers
         .get("x-api-key")
         .and_then(|value| value.to_str().ok())
@@ -112,6 +120,12 @@ pub fn route_of(path: &str) -> &'static str {
         ["ready"] => "/ready",
         ["metrics"] => "/metrics",
         ["admin", "status"] => "/admin/status",
+        ["admin", "dashboard"] => "/admin/dashboard",
+        ["admin", "breakers"] => "/admin/breakers",
+        ["admin", "breakers", "events"] => "/admin/breakers/events",
+        ["admin", "breakers", _, "force-open"] => "/admin/breakers/{name}/force-open",
+        ["admin", "breakers", _, "force-closed"] => "/admin/breakers/{name}/force-closed",
+        ["admin", "breakers", _, "reset"] => "/admin/breakers/{name}/reset",
         ["api", "users"] => "/api/users",
         ["api", "users", _] => "/api/users/{id}",
         ["api", "users", _, "orders"] => "/api/users/{id}/orders",
@@ -180,12 +194,43 @@ where
                 status: status.as_u16(),
             });
         };
-        if !OPEN_ROUTES.contains(&route)
-            && let Err(refusal) = self.state.keys().admit(request.headers())
-        {
+        let refuse = |refusal: AppError| -> Self::Future {
             let response = refusal.into_http_response();
             count(response.status());
-            return Box::pin(std::future::ready(Ok(response)));
+            Box::pin(std::future::ready(Ok(response)))
+        };
+        if is_admin_path(request.uri().path()) {
+            let grant = match self.state.admin_keys().authorize(
+                request.method(),
+                request.uri(),
+                request.headers(),
+                self.state.keys(),
+            ) {
+                Ok(grant) => grant,
+                Err(refusal) => return refuse(refusal),
+            };
+            let mut admin = self.state.admin().clone();
+            if admin.serves(request.uri().path()) {
+                let answer = admin.call(request);
+                return Box::pin(async move {
+                    let Ok(response) = answer.await;
+                    let mut response =
+                        response.map(|body| body.map_err(|never| match never {}).boxed_unsync());
+                    if let Grant::Query(key) = grant
+                        && let Some(cookie) = admin::set_cookie(&key)
+                    {
+                        response
+                            .headers_mut()
+                            .insert(http::header::SET_COOKIE, cookie);
+                    }
+                    count(response.status());
+                    Ok(response)
+                });
+            }
+        } else if !OPEN_ROUTES.contains(&route)
+            && let Err(refusal) = self.state.keys().admit(request.headers())
+        {
+            return refuse(refusal);
         }
         // Call the instance that was polled ready, and keep a fresh clone for the next request.
         let clone = self.inner.clone();

@@ -117,6 +117,12 @@ pub async fn start(program: &Path, spec: ChildSpec) -> std::io::Result<Running> 
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let stdin = child.stdin.take();
+    // From here on the spec names where it really listens (it may have asked for port 0), so
+    // "restart it with" starts it where the gateway expects it.
+    let spec = ChildSpec {
+        listen: announced,
+        ..spec
+    };
     let stopping = Arc::new(AtomicBool::new(false));
     let (kill, killed) = oneshot::channel();
     let exited = tokio::spawn(watch(child, spec.clone(), pid, stopping.clone(), killed));

@@ -8,10 +8,13 @@
 //!   `Retry-After`, timeouts 504, unreachable or failing upstreams 502.
 //! - Endpoints may change while it runs ([`discovery`]: DNS or etcd), and `--mesh` leaves
 //!   retries and breaking to a service mesh.
-//! - `/admin/status` and `/metrics` show the breakers; transitions are logged as they happen.
+//! - `/admin/status` and `/metrics` show the breakers; transitions are logged as they happen;
+//!   `/admin/dashboard` draws them live. Everything under `/admin`, and `/metrics`, needs an
+//!   operator key ([`AdminKeys`]), distinct from client keys.
 //!
 //! [`ResilientClient`]: resilience::http::ResilientClient
 
+mod admin;
 pub mod config;
 pub mod demo;
 pub mod discovery;
@@ -24,6 +27,7 @@ mod routes;
 mod state;
 pub mod upstream;
 
+pub use admin::AdminKeys;
 pub use edge::{ApiKeys, route_of};
 pub use routes::{app, run, service};
 pub use state::GatewayState;

@@ -64,5 +64,11 @@ pub async fn run(
     state: GatewayState,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    // The dashboard's streams never end by themselves: end them, so the drain can finish.
+    let registry = state.admin().registry().clone();
+    let shutdown = async move {
+        shutdown.await;
+        registry.close();
+    };
     serve(listener, service(state), shutdown).await
 }

@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+use resilience::admin::{Admin, Registry};
+
+use crate::admin::AdminKeys;
 use crate::edge::ApiKeys;
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
@@ -17,18 +20,37 @@ struct Inner {
     users: Upstream,
     orders: Upstream,
     keys: ApiKeys,
+    admin_keys: AdminKeys,
+    admin: Admin,
     metrics: Metrics,
 }
 
 impl GatewayState {
-    /// State over the two upstreams, accepting `keys`.
+    /// State over the two upstreams, accepting `keys` from clients and no operator (see
+    /// [`with_admin_keys`](Self::with_admin_keys)).
     pub fn new(users: Upstream, orders: Upstream, keys: ApiKeys) -> Self {
+        Self::with_admin_keys(users, orders, keys, AdminKeys::default())
+    }
+
+    /// State over the two upstreams, accepting `keys` from clients and `admin_keys` from
+    /// operators on `/admin` and `/metrics`.
+    pub fn with_admin_keys(
+        users: Upstream,
+        orders: Upstream,
+        keys: ApiKeys,
+        admin_keys: AdminKeys,
+    ) -> Self {
         let metrics = Metrics::new(vec![users.clone(), orders.clone()]);
+        let registry = Registry::new();
+        registry.add_client(&users.client);
+        registry.add_client(&orders.client);
         Self {
             inner: Arc::new(Inner {
                 users,
                 orders,
                 keys,
+                admin_keys,
+                admin: Admin::new(registry).mounted_at("/admin"),
                 metrics,
             }),
         }
@@ -47,6 +69,16 @@ impl GatewayState {
     /// The API keys and their rate limits.
     pub fn keys(&self) -> &ApiKeys {
         &self.inner.keys
+    }
+
+    /// The operator keys.
+    pub fn admin_keys(&self) -> &AdminKeys {
+        &self.inner.admin_keys
+    }
+
+    /// The dashboard, its stream and the breaker actions, under `/admin`.
+    pub fn admin(&self) -> &Admin {
+        &self.inner.admin
     }
 
     /// The metrics registry.

@@ -15,6 +15,7 @@ struct Demo {
     child: Child,
     gateway: String,
     key: String,
+    operator_key: String,
     /// (name, url, pid) of each service.
     services: Vec<(String, String, u32)>,
 }
@@ -55,6 +56,7 @@ fn start_demo(data_dir: &std::path::Path) -> Demo {
         child,
         gateway: String::new(),
         key: String::new(),
+        operator_key: String::new(),
         services: Vec::new(),
     };
     let mut lines = stdout.lines();
@@ -67,6 +69,7 @@ fn start_demo(data_dir: &std::path::Path) -> Demo {
                     .push((name.to_string(), url.to_string(), pid.parse().unwrap()));
             }
             ["API", "key", key] => demo.key = key.to_string(),
+            ["Operator", "key", key, ..] => demo.operator_key = key.to_string(),
             _ => {}
         }
         if let Some(addr) = line.strip_prefix(demo_kit::LISTENING_PREFIX) {
@@ -134,6 +137,27 @@ async fn the_demo_starts_its_services_and_stops_them_on_sigterm() {
     assert_eq!(aggregated["data"]["user"]["id"], 1);
     assert!(data.path().join("users.db").exists() && data.path().join("orders.db").exists());
 
+    // The operator key printed beside the client key opens /admin; the client key does not.
+    assert!(
+        demo.operator_key.starts_with("admin-"),
+        "{:?}",
+        demo.operator_key
+    );
+    let status = |key: String| {
+        let url = format!("{}/admin/status", demo.gateway);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(status(demo.operator_key.clone()).await, 200);
+    assert_eq!(status(demo.key.clone()).await, 403);
+
     // `kill <pid of users-2>`, as the banner suggests: it stops while the gateway runs on, and
     // clients still get answers.
     let users_2 = demo.services[1].2;
@@ -182,6 +206,8 @@ fn help_explains_every_flag() {
         "--data-dir",
         "--api-key",
         "--api-keys-file",
+        "--admin-key",
+        "--admin-key-file",
         "--rate-limit",
         "--rate-burst",
         "--attempt-timeout",

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_demo-gateway");
 const KEY: &str = "test-key";
+const OPERATOR: &str = "test-operator-key";
 /// Bounds every wait, so a broken build fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -48,6 +49,7 @@ fn gateway(users: &str, orders: &ServiceProcess, extra: &[&str]) -> ServiceProce
     let orders = orders.url("");
     let mut args = vec!["--no-spawn", "--listen", "127.0.0.1:0", "--users", users];
     args.extend_from_slice(&["--orders", &orders, "--api-key", KEY]);
+    args.extend_from_slice(&["--admin-key", OPERATOR]);
     args.extend_from_slice(&["--rate-limit", "100000", "--rate-burst", "100000"]);
     // No hedging: every call an endpoint's breaker counts is then one answered request.
     args.push("--no-hedge");
@@ -104,7 +106,7 @@ impl Client {
         let status: Value = self
             .http
             .get(format!("{}/admin/status", self.base))
-            .header("x-api-key", KEY)
+            .header("x-api-key", OPERATOR)
             .send()
             .await
             .unwrap()

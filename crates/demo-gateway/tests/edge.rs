@@ -12,6 +12,9 @@ use demo_gateway::upstream::Upstream;
 use demo_kit::testing::{request, send};
 use http_body_util::Full;
 
+/// The operator key of [`gateway`].
+const OPERATOR: &str = "op-1";
+
 /// A port nothing listens on.
 fn refused_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -29,6 +32,8 @@ fn gateway(extra: &[&str]) -> demo_kit::HttpService<Full<Bytes>> {
         &orders,
         "--api-key",
         "k1,k2",
+        "--admin-key",
+        OPERATOR,
     ];
     args.extend_from_slice(extra);
     let config = Cli::try_parse_from(args).unwrap().gateway;
@@ -39,7 +44,10 @@ fn gateway(extra: &[&str]) -> demo_kit::HttpService<Full<Bytes>> {
     );
     let users = Upstream::new("user-service", "users", &config.users, &config).unwrap();
     let orders = Upstream::new("order-service", "orders", &config.orders, &config).unwrap();
-    demo_gateway::service(GatewayState::new(users, orders, keys))
+    let admin_keys = demo_gateway::AdminKeys::new(config.admin_keys.clone()).unwrap();
+    demo_gateway::service(GatewayState::with_admin_keys(
+        users, orders, keys, admin_keys,
+    ))
 }
 
 fn with_key(mut req: http::Request<Full<Bytes>>, key: &str) -> http::Request<Full<Bytes>> {
@@ -48,9 +56,12 @@ fn with_key(mut req: http::Request<Full<Bytes>>, key: &str) -> http::Request<Ful
 }
 
 async fn upstream_calls(service: &demo_kit::HttpService<Full<Bytes>>) -> u64 {
-    let status = send(service, with_key(request("GET", "/admin/status", ""), "k1"))
-        .await
-        .json();
+    let status = send(
+        service,
+        with_key(request("GET", "/admin/status", ""), OPERATOR),
+    )
+    .await
+    .json();
     status["upstreams"]
         .as_array()
         .unwrap()
@@ -105,10 +116,10 @@ async fn health_and_ready_need_no_key() {
 #[tokio::test]
 async fn a_bearer_token_is_a_key_too() {
     let service = gateway(&[]);
-    let mut req = request("GET", "/admin/status", "");
+    let mut req = request("GET", "/api/users/abc", "");
     req.headers_mut()
         .insert("authorization", "Bearer k2".parse().unwrap());
-    assert_eq!(send(&service, req).await.status, 200);
+    assert_eq!(send(&service, req).await.status, 400, "past the key check");
 }
 
 #[tokio::test]
@@ -118,16 +129,16 @@ async fn each_key_has_its_own_rate_limit() {
         assert_eq!(
             send(
                 &service,
-                with_key(request("GET", "/admin/status", ""), "k1")
+                with_key(request("GET", "/api/users/abc", ""), "k1")
             )
             .await
             .status,
-            200
+            400
         );
     }
     let limited = send(
         &service,
-        with_key(request("GET", "/admin/status", ""), "k1"),
+        with_key(request("GET", "/api/users/abc", ""), "k1"),
     )
     .await;
     assert_eq!(limited.status, 429);
@@ -135,10 +146,10 @@ async fn each_key_has_its_own_rate_limit() {
     assert_eq!(limited.header("retry-after"), Some("1"));
     let other = send(
         &service,
-        with_key(request("GET", "/admin/status", ""), "k2"),
+        with_key(request("GET", "/api/users/abc", ""), "k2"),
     )
     .await;
-    assert_eq!(other.status, 200, "another key has its own bucket");
+    assert_eq!(other.status, 400, "another key has its own bucket");
 }
 
 #[tokio::test]
@@ -234,7 +245,7 @@ async fn metrics_count_requests_by_route_and_status() {
     )
     .await;
     send(&service, request("GET", "/api/users/7", "")).await;
-    let metrics = send(&service, with_key(request("GET", "/metrics", ""), "k1")).await;
+    let metrics = send(&service, with_key(request("GET", "/metrics", ""), OPERATOR)).await;
     assert_eq!(metrics.status, 200);
     let text = String::from_utf8(metrics.body.to_vec()).unwrap();
     assert!(
@@ -252,5 +263,155 @@ async fn metrics_count_requests_by_route_and_status() {
     assert!(
         text.contains("gateway_breaker_state{upstream=\"user-service\""),
         "{text}"
+    );
+}
+
+/// Every operator route, with the method it takes.
+const ADMIN_ROUTES: [(&str, &str); 8] = [
+    ("GET", "/admin/status"),
+    ("GET", "/metrics"),
+    ("GET", "/admin/dashboard"),
+    ("GET", "/admin/breakers"),
+    ("GET", "/admin/breakers/events"),
+    ("POST", "/admin/breakers/users%40nowhere/force-open"),
+    ("POST", "/admin/breakers/users%40nowhere/force-closed"),
+    ("POST", "/admin/breakers/users%40nowhere/reset"),
+];
+
+/// The status and error code of `method path` with `key`; the body is read only when it is not
+/// the event stream (which never ends).
+async fn status_of(
+    service: &demo_kit::HttpService<Full<Bytes>>,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+) -> (u16, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut req = request(method, path, "");
+    if let Some(key) = key {
+        req = with_key(req, key);
+    }
+    let response = service.clone().oneshot(req).await.unwrap();
+    let status = response.status().as_u16();
+    if response.headers().get("content-type").map(|v| v.as_bytes()) == Some(b"text/event-stream") {
+        return (status, String::new());
+    }
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let code = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|json| json["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    (status, code)
+}
+
+#[tokio::test]
+async fn every_admin_route_is_401_without_a_key_and_403_with_a_client_key() {
+    let service = gateway(&[]);
+    for (method, path) in ADMIN_ROUTES {
+        assert_eq!(
+            status_of(&service, method, path, None).await,
+            (401, "unauthorized".to_owned()),
+            "{method} {path} without a key"
+        );
+        assert_eq!(
+            status_of(&service, method, path, Some("k1")).await,
+            (403, "forbidden".to_owned()),
+            "{method} {path} with a client key"
+        );
+        assert_eq!(
+            status_of(&service, method, path, Some("not-a-key")).await.0,
+            401,
+            "{method} {path} with an unknown key"
+        );
+        let (status, _) = status_of(&service, method, path, Some(OPERATOR)).await;
+        let expected = if path.contains("nowhere") { 404 } else { 200 };
+        assert_eq!(status, expected, "{method} {path} with the operator key");
+    }
+    // And an operator key is no client key.
+    assert_eq!(
+        status_of(&service, "GET", "/api/users/1", Some(OPERATOR))
+            .await
+            .0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_opened_with_the_key_in_its_query_sets_a_strict_http_only_cookie() {
+    use tower::ServiceExt;
+    let service = gateway(&[]);
+    let page = service
+        .clone()
+        .oneshot(request(
+            "GET",
+            &format!("/admin/dashboard?key={OPERATOR}"),
+            "",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let pair = cookie.split(';').next().unwrap();
+
+    // The stream and the actions ride on the cookie; the query works for the page alone.
+    let mut events = request("GET", "/admin/breakers/events", "");
+    events.headers_mut().insert("cookie", pair.parse().unwrap());
+    assert_eq!(service.clone().oneshot(events).await.unwrap().status(), 200);
+    let queried = format!("/admin/breakers/events?key={OPERATOR}");
+    assert_eq!(status_of(&service, "GET", &queried, None).await.0, 401);
+    let status_with_query = format!("/admin/status?key={OPERATOR}");
+    assert_eq!(
+        status_of(&service, "GET", &status_with_query, None).await.0,
+        401
+    );
+}
+
+#[tokio::test]
+async fn the_snapshot_lists_every_endpoint_and_actions_change_its_breaker() {
+    let service = gateway(&[]);
+    let snapshot = send(
+        &service,
+        with_key(request("GET", "/admin/breakers", ""), OPERATOR),
+    )
+    .await
+    .json();
+    let upstreams: Vec<&str> = snapshot["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|upstream| upstream["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(upstreams, ["users", "orders"]);
+    let name = snapshot["upstreams"][0]["endpoints"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let encoded = name
+        .replace('@', "%40")
+        .replace(':', "%3A")
+        .replace('/', "%2F");
+    let forced = send(
+        &service,
+        with_key(
+            request("POST", &format!("/admin/breakers/{encoded}/force-open"), ""),
+            OPERATOR,
+        ),
+    )
+    .await;
+    assert_eq!(forced.status, 200);
+    assert_eq!(forced.json()["state"], "forced_open");
+    let status = send(
+        &service,
+        with_key(request("GET", "/admin/status", ""), OPERATOR),
+    )
+    .await
+    .json();
+    assert_eq!(
+        status["upstreams"][0]["endpoints"][0]["state"],
+        "forced_open"
     );
 }

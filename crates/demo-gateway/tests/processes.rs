@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_demo-gateway");
 const KEY: &str = "test-key";
+const OPERATOR: &str = "test-operator-key";
 /// Bounds every wait, so a broken build fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -84,6 +85,8 @@ impl Cluster {
             &orders_url,
             "--api-key",
             KEY,
+            "--admin-key",
+            OPERATOR,
             "--rate-limit",
             "100000",
             "--rate-burst",
@@ -115,8 +118,18 @@ impl Cluster {
             .unwrap()
     }
 
+    /// `GET path` with the operator key.
+    async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.gateway.url(path))
+            .header("x-api-key", OPERATOR)
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn breaker(&self, upstream: &str, endpoint_addr: &str) -> Value {
-        let status: Value = self.get("/admin/status").await.json().await.unwrap();
+        let status: Value = self.admin_get("/admin/status").await.json().await.unwrap();
         status["upstreams"]
             .as_array()
             .unwrap()
@@ -520,7 +533,12 @@ async fn a_retried_post_with_an_idempotency_key_creates_one_user() {
             .unwrap(),
     );
     assert_eq!(after, before + 1, "exactly one record");
-    let status: Value = cluster.get("/admin/status").await.json().await.unwrap();
+    let status: Value = cluster
+        .admin_get("/admin/status")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(status["upstreams"][0]["retries"].as_u64().unwrap() >= 1);
 
     // The same key again is the same user, not a second one.
@@ -699,4 +717,106 @@ async fn a_body_that_stalls_is_a_failure_routed_around_and_alone_a_504() {
     assert_eq!(response.status(), 504);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "gateway_timeout", "{body}");
+}
+
+/// `POST /admin/breakers/{users@http://addr}/action` with the operator key; the new state.
+async fn breaker_action(cluster: &Cluster, endpoint_addr: &str, action: &str) -> String {
+    let name = format!("users@http://{endpoint_addr}");
+    let encoded = name
+        .replace('@', "%40")
+        .replace(':', "%3A")
+        .replace('/', "%2F");
+    let answer: Value = cluster
+        .http
+        .post(
+            cluster
+                .gateway
+                .url(&format!("/admin/breakers/{encoded}/{action}")),
+        )
+        .header("x-api-key", OPERATOR)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["breaker"], name.as_str(), "{answer}");
+    answer["state"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forcing_a_replica_open_sends_every_request_to_the_other_and_reset_brings_it_back() {
+    let cluster = Cluster::start(&[], &[]);
+    let users_2 = cluster.users_addr(1);
+    let mut traffic = Traffic::start(&cluster, "/api/users/1", 2);
+    until_served_by(&mut traffic, 0, "users-2").await;
+
+    assert_eq!(
+        breaker_action(&cluster, &users_2, "force-open").await,
+        "forced_open"
+    );
+    let forced_at = traffic.total();
+    traffic.wait_for(100).await;
+    // Requests that were already past the balancer may still finish on users-2.
+    let after = traffic.since(forced_at + 2);
+    assert!(
+        after
+            .iter()
+            .all(|seen| seen.status == 200 && seen.served_by == "users-1"),
+        "after force-open: {after:?}"
+    );
+
+    assert_eq!(breaker_action(&cluster, &users_2, "reset").await, "closed");
+    let reset_at = traffic.total();
+    until_served_by(&mut traffic, reset_at, "users-2").await;
+    let everything = traffic.stop().await;
+    assert!(everything.iter().all(|seen| seen.status == 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_reports_a_killed_replica_s_breaker_opening_with_its_reason() {
+    use futures::StreamExt;
+    let mut cluster = Cluster::start(&[], &[]);
+    let users_2 = cluster.users_addr(1);
+    let response = cluster.admin_get("/admin/breakers/events").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = response.bytes_stream();
+    let mut traffic = Traffic::start(&cluster, "/api/users/1", 2);
+    traffic.wait_for(20).await;
+
+    drop(cluster.users[1].take());
+    let mut buffer = String::new();
+    let patience = Patience::new("a transition event");
+    let transition = loop {
+        patience.check();
+        let chunk = tokio::time::timeout(PATIENCE, stream.next())
+            .await
+            .expect("an event within the patience")
+            .expect("the stream goes on")
+            .unwrap();
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        let mut found = None;
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = event.strip_prefix("event: transition\ndata: ") {
+                let data: Value = serde_json::from_str(data.trim()).unwrap();
+                if data["breaker"].as_str().unwrap().ends_with(&users_2) && data["to"] == "open" {
+                    found = Some(data);
+                }
+            }
+        }
+        if let Some(data) = found {
+            break data;
+        }
+    };
+    assert_eq!(transition["from"], "closed");
+    assert!(
+        transition["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("consecutive failures"),
+        "{transition}"
+    );
+    traffic.stop().await;
 }

@@ -11,6 +11,7 @@
 //! | [`Timeout`], [`Deadline`] | a limit per attempt, and one for the whole request | [`TimeoutLayer`], [`DeadlineLayer`] |
 //! | [`http`] | HTTP failure classes, idempotency, `Retry-After`, a capped body read | feature `http` |
 //! | [`http::ResilientClient`] | all of the above over reqwest (with rustls), in a few lines | feature `reqwest` |
+//! | [`admin`] | a live dashboard of every breaker (JSON, Server-Sent Events, one HTML page) with force open / closed / reset | feature `admin` |
 //! | configuration files | breaker, hedge, retry and client settings from TOML or JSON, checked by the same builders | feature `serde` |
 //!
 //! They work over any tower `Service`, not only HTTP, and compose in this order, outermost
@@ -168,6 +169,8 @@
 //! source of randomness (jitter) can be seeded.
 
 mod abandon;
+#[cfg(feature = "admin")]
+pub mod admin;
 mod backoff;
 pub mod balance;
 pub mod circuit_breaker;

@@ -313,6 +313,12 @@ impl CircuitBreakerHandle {
     pub fn on_state_change(&self, listener: impl Fn(&StateChange) + Send + Sync + 'static) {
         self.breaker.add_listener(Arc::new(listener));
     }
+
+    /// Whether both handles are on the same breaker (names need not be unique).
+    #[cfg(feature = "admin")]
+    pub(crate) fn same_breaker(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.breaker, &other.breaker)
+    }
 }
 
 #[cfg(all(test, resilience_loom))]

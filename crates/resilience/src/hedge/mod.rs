@@ -52,7 +52,7 @@
 
 mod config;
 pub mod future;
-mod latency;
+pub(crate) mod latency;
 #[cfg(feature = "serde")]
 mod serde;
 

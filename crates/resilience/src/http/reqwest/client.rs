@@ -22,7 +22,12 @@ use crate::{
     RoundRobin, RoundRobinHandle, Timeout, TimeoutLayer,
 };
 
-type Endpoint = CircuitBreaker<Timeout<HttpEndpoint>, HttpClassifier>;
+/// One attempt; with the `admin` feature, timed for the dashboard (two clock reads per attempt).
+#[cfg(feature = "admin")]
+type Attempt = crate::admin::Latency<Timeout<HttpEndpoint>>;
+#[cfg(not(feature = "admin"))]
+type Attempt = Timeout<HttpEndpoint>;
+type Endpoint = CircuitBreaker<Attempt, HttpClassifier>;
 type Balancer = RoundRobin<String, Endpoint>;
 type Stack = Deadline<
     Retry<RetryPolicy<HttpRetryRules>, Hedge<FailFast<Balancer>, Option<IdempotentHedge>>>,
@@ -75,6 +80,9 @@ struct Parts {
     request_base: Url,
     endpoints: RoundRobinHandle<String, Endpoint>,
     breakers: Mutex<Vec<CircuitBreakerHandle>>,
+    /// Each endpoint's latency, by breaker name, for the dashboard.
+    #[cfg(feature = "admin")]
+    latencies: Mutex<Vec<(String, crate::admin::LatencyRecorder)>>,
     policy: RetryPolicy<HttpRetryRules>,
     hedge: Hedge<FailFast<Balancer>, Option<IdempotentHedge>>,
 }
@@ -106,14 +114,16 @@ impl EndpointFactory {
             .as_ref()
             .map(|health| self.health_check(&base, health))
             .transpose()?;
-        let mut endpoint =
-            CircuitBreakerLayer::new(self.breaker.clone())
-                .with_classifier(HttpClassifier)
-                .named(name)
-                .gate_readiness()
-                .layer(TimeoutLayer::new(self.attempt_timeout).layer(
-                    HttpEndpoint::new(self.client.clone(), base).with_max_body(self.max_body),
-                ));
+        let attempt = TimeoutLayer::new(self.attempt_timeout)
+            .layer(HttpEndpoint::new(self.client.clone(), base).with_max_body(self.max_body));
+        #[cfg(feature = "admin")]
+        let attempt =
+            crate::admin::LatencyLayer::new(crate::admin::LatencyRecorder::new()).layer(attempt);
+        let mut endpoint = CircuitBreakerLayer::new(self.breaker.clone())
+            .with_classifier(HttpClassifier)
+            .named(name)
+            .gate_readiness()
+            .layer(attempt);
         if let Some(check) = health {
             endpoint = endpoint.with_health_check(check)?;
         }
@@ -167,6 +177,13 @@ impl Parts {
     fn breakers(&self) -> MutexGuard<'_, Vec<CircuitBreakerHandle>> {
         // Updates replace whole entries, so a panic elsewhere cannot leave the list half-written.
         self.breakers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    #[cfg(feature = "admin")]
+    fn latencies(&self) -> MutexGuard<'_, Vec<(String, crate::admin::LatencyRecorder)>> {
+        self.latencies
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -227,6 +244,27 @@ impl ResilientClient {
         self.parts.breakers().clone()
     }
 
+    /// Each endpoint's breaker with its attempts' latency, for an admin
+    /// [`Registry`](crate::admin::Registry).
+    #[cfg(feature = "admin")]
+    pub(crate) fn watched_endpoints(&self) -> Vec<crate::admin::WatchedEndpoint> {
+        let latencies = self.parts.latencies().clone();
+        self.breakers()
+            .into_iter()
+            .map(|breaker| {
+                let latency = latencies
+                    .iter()
+                    .find(|(name, _)| name == breaker.name())
+                    .map(|(_, recorder)| recorder.clone());
+                let watched = crate::admin::WatchedEndpoint::new(breaker);
+                match latency {
+                    Some(recorder) => watched.with_latency(recorder),
+                    None => watched,
+                }
+            })
+            .collect()
+    }
+
     /// Counters of the retry policy.
     pub fn retry_metrics(&self) -> RetryMetrics {
         self.parts.policy.metrics()
@@ -241,6 +279,15 @@ impl ResilientClient {
     pub fn add_endpoint(&self, url: &str) -> Result<(), InvalidConfig> {
         let (key, endpoint) = self.parts.factory.make(parse_endpoint(url)?)?;
         let handle = endpoint.handle();
+        #[cfg(feature = "admin")]
+        {
+            let mut latencies = self.parts.latencies();
+            latencies.retain(|(name, _)| name != handle.name());
+            latencies.push((
+                handle.name().to_owned(),
+                endpoint.get_ref().recorder().clone(),
+            ));
+        }
         let mut breakers = self.parts.breakers();
         breakers.retain(|existing| existing.name() != handle.name());
         breakers.push(handle);
@@ -252,6 +299,10 @@ impl ResilientClient {
     pub fn remove_endpoint(&self, url: &str) -> Result<bool, InvalidConfig> {
         let (key, name) = self.parts.factory.key_and_name(&parse_endpoint(url)?);
         self.parts.breakers().retain(|handle| handle.name() != name);
+        #[cfg(feature = "admin")]
+        self.parts
+            .latencies()
+            .retain(|(breaker, _)| *breaker != name);
         Ok(self.parts.endpoints.remove(&key))
     }
 }
@@ -513,6 +564,14 @@ impl ResilientClientBuilder {
             .iter()
             .map(|(_, endpoint)| endpoint.handle())
             .collect();
+        #[cfg(feature = "admin")]
+        let latencies = endpoints
+            .iter()
+            .map(|(_, endpoint)| {
+                let recorder = endpoint.get_ref().recorder().clone();
+                (endpoint.handle().name().to_owned(), recorder)
+            })
+            .collect();
         let balancer = RoundRobin::new(endpoints);
         let copies = self.hedge.is_some().then_some(IdempotentHedge);
         let mut hedge = Hedge::new(
@@ -528,6 +587,8 @@ impl ResilientClientBuilder {
             request_base,
             endpoints: balancer.handle(),
             breakers: Mutex::new(breakers),
+            #[cfg(feature = "admin")]
+            latencies: Mutex::new(latencies),
             policy: policy.clone(),
             hedge: hedge.clone(),
         };

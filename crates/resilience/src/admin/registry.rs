@@ -1,0 +1,395 @@
+//! The registry: which breakers there are (asked anew at each look, so endpoints that come and
+//! go are followed), the counters sampled each time someone looks, and the watchers that want
+//! state changes as they happen.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::latency::LatencyRecorder;
+use super::snapshot::{EndpointSnapshot, Snapshot, UpstreamSnapshot};
+use crate::{CircuitBreakerHandle, HedgeMetrics, RetryMetrics, StateChange};
+
+/// Rates are over this much of the past.
+pub(super) const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// The sparkline covers this much.
+const HISTORY: Duration = Duration::from_secs(60);
+/// Samples closer together than this are not kept (several watchers look every second).
+const MIN_SAMPLE_GAP: Duration = Duration::from_millis(900);
+/// Changes a watcher may fall behind by before it misses some (its next snapshot still shows
+/// the state).
+const WATCHER_BACKLOG: usize = 256;
+
+/// One endpoint as the registry sees it: its breaker, and its latency where measured.
+#[derive(Debug, Clone)]
+pub struct WatchedEndpoint {
+    breaker: CircuitBreakerHandle,
+    latency: Option<LatencyRecorder>,
+}
+
+impl WatchedEndpoint {
+    /// The endpoint guarded by `breaker` (its name names the endpoint).
+    pub fn new(breaker: CircuitBreakerHandle) -> Self {
+        Self {
+            breaker,
+            latency: None,
+        }
+    }
+
+    /// Shows the latency `recorder` measures (see [`LatencyLayer`](super::LatencyLayer)).
+    pub fn with_latency(mut self, recorder: LatencyRecorder) -> Self {
+        self.latency = Some(recorder);
+        self
+    }
+}
+
+impl From<CircuitBreakerHandle> for WatchedEndpoint {
+    fn from(breaker: CircuitBreakerHandle) -> Self {
+        Self::new(breaker)
+    }
+}
+
+type Endpoints = Box<dyn Fn() -> Vec<WatchedEndpoint> + Send + Sync>;
+type Counters<T> = Box<dyn Fn() -> T + Send + Sync>;
+
+/// One upstream: a name over its endpoints, and optionally its retry and hedge counters.
+pub struct Upstream {
+    name: String,
+    endpoints: Endpoints,
+    retries: Option<Counters<RetryMetrics>>,
+    hedges: Option<Counters<HedgeMetrics>>,
+}
+
+impl Upstream {
+    /// The upstream `name`, whose endpoints are whatever `endpoints` returns when the registry
+    /// looks (keep it cheap: it is called once per snapshot).
+    pub fn new<F, E>(name: impl Into<String>, endpoints: F) -> Self
+    where
+        F: Fn() -> Vec<E> + Send + Sync + 'static,
+        E: Into<WatchedEndpoint>,
+    {
+        Self {
+            name: name.into(),
+            endpoints: Box::new(move || endpoints().into_iter().map(Into::into).collect()),
+            retries: None,
+            hedges: None,
+        }
+    }
+
+    /// Shows the retries counted by `metrics` (e.g. [`RetryPolicy::metrics`](crate::RetryPolicy::metrics)).
+    pub fn with_retries(
+        mut self,
+        metrics: impl Fn() -> RetryMetrics + Send + Sync + 'static,
+    ) -> Self {
+        self.retries = Some(Box::new(metrics));
+        self
+    }
+
+    /// Shows the hedges counted by `metrics` (e.g. [`Hedge::metrics`](crate::Hedge::metrics)).
+    pub fn with_hedges(
+        mut self,
+        metrics: impl Fn() -> HedgeMetrics + Send + Sync + 'static,
+    ) -> Self {
+        self.hedges = Some(Box::new(metrics));
+        self
+    }
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Named breakers (and the balancers and clients they belong to), for the admin service.
+///
+/// Cheap to clone; clones share everything. It costs nothing while nobody looks: counters are
+/// sampled when a snapshot is taken (each JSON request, and each second per stream), and state
+/// changes are passed on only to streams that are connected.
+#[derive(Clone, Default)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    upstreams: Mutex<Vec<Arc<Upstream>>>,
+    looks: Mutex<Looks>,
+    watchers: Arc<Watchers>,
+}
+
+/// What the registry remembers between looks.
+#[derive(Default)]
+struct Looks {
+    /// Per breaker name: its counters at past looks.
+    endpoints: HashMap<String, Samples<3>>,
+    /// Per upstream: retries and hedges at past looks.
+    upstreams: HashMap<String, Samples<2>>,
+    /// Breakers whose changes reach the watchers; kept so a breaker is hooked once.
+    hooked: Vec<CircuitBreakerHandle>,
+}
+
+/// The streams that want state changes now.
+#[derive(Default)]
+pub(super) struct Watchers {
+    senders: Mutex<Vec<mpsc::Sender<StateChange>>>,
+}
+
+impl Watchers {
+    fn senders(&self) -> MutexGuard<'_, Vec<mpsc::Sender<StateChange>>> {
+        self.senders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Passes `change` to every connected watcher; runs under the breaker's transition lock, so
+    /// it never waits: a watcher that is full misses this change.
+    fn publish(&self, change: &StateChange) {
+        let mut senders = self.senders();
+        senders.retain(|sender| !sender.is_closed());
+        for sender in senders.iter() {
+            let _ = sender.try_send(change.clone());
+        }
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Watches the breakers `endpoints` returns, as the upstream `name`.
+    ///
+    /// ```
+    /// use resilience::{CircuitBreaker, CircuitBreakerConfig};
+    /// use resilience::admin::Registry;
+    ///
+    /// let breaker = CircuitBreaker::new((), &CircuitBreakerConfig::default()).handle();
+    /// let registry = Registry::new();
+    /// registry.add("payments", move || vec![breaker.clone()]);
+    /// assert_eq!(registry.snapshot().upstreams[0].endpoints.len(), 1);
+    /// ```
+    pub fn add<F, E>(&self, name: impl Into<String>, endpoints: F)
+    where
+        F: Fn() -> Vec<E> + Send + Sync + 'static,
+        E: Into<WatchedEndpoint>,
+    {
+        self.add_upstream(Upstream::new(name, endpoints));
+    }
+
+    /// Watches `upstream`.
+    pub fn add_upstream(&self, upstream: Upstream) {
+        self.upstreams().push(Arc::new(upstream));
+    }
+
+    /// Watches every endpoint of `client`, as they come and go, with their latency, and the
+    /// client's retries and hedges.
+    #[cfg(feature = "reqwest")]
+    pub fn add_client(&self, client: &crate::http::ResilientClient) {
+        let (endpoints, retries, hedges) = (client.clone(), client.clone(), client.clone());
+        self.add_upstream(
+            Upstream::new(client.name(), move || endpoints.watched_endpoints())
+                .with_retries(move || retries.retry_metrics())
+                .with_hedges(move || hedges.hedge_metrics()),
+        );
+    }
+
+    /// The breaker called `name`, if a registered upstream has it now.
+    pub fn breaker(&self, name: &str) -> Option<CircuitBreakerHandle> {
+        let upstreams = self.upstreams().clone();
+        upstreams
+            .iter()
+            .flat_map(|upstream| (upstream.endpoints)())
+            .map(|endpoint| endpoint.breaker)
+            .find(|breaker| breaker.name() == name)
+    }
+
+    /// Everything now, with rates over the last ten seconds (from the counters sampled at
+    /// earlier looks: the first look has none).
+    pub fn snapshot(&self) -> Snapshot {
+        let upstreams = self.upstreams().clone();
+        let now = Instant::now();
+        let mut looks = self.looks();
+        let mut seen_endpoints = Vec::new();
+        let mut snapshot = Snapshot {
+            at_unix_ms: unix_ms(SystemTime::now()),
+            upstreams: Vec::with_capacity(upstreams.len()),
+        };
+        let mut hooked = std::mem::take(&mut looks.hooked);
+        let mut still_hooked = Vec::with_capacity(hooked.len());
+        for upstream in &upstreams {
+            let retries = upstream.retries.as_ref().map(|metrics| metrics());
+            let hedges = upstream.hedges.as_ref().map(|metrics| metrics());
+            let counters = [
+                retries.map_or(0, |r| r.retries),
+                hedges.map_or(0, |h| h.hedges),
+            ];
+            let samples = looks.upstreams.entry(upstream.name.clone()).or_default();
+            let mut view = UpstreamSnapshot {
+                name: upstream.name.clone(),
+                retries: retries.map(|r| r.retries),
+                retries_per_second: retries.and_then(|_| samples.rate(now, &counters, 0)),
+                hedges: hedges.map(|h| h.hedges),
+                hedges_per_second: hedges.and_then(|_| samples.rate(now, &counters, 1)),
+                endpoints: Vec::new(),
+            };
+            samples.push(now, counters);
+            for endpoint in (upstream.endpoints)() {
+                let metrics = endpoint.breaker.metrics();
+                let name = endpoint.breaker.name().to_owned();
+                let counters = [metrics.calls(), metrics.failures, metrics.rejected];
+                let samples = looks.endpoints.entry(name.clone()).or_default();
+                let latency = endpoint
+                    .latency
+                    .as_ref()
+                    .map(|recorder| recorder.percentiles(now));
+                let mut endpoint_view =
+                    EndpointSnapshot::new(name.clone(), &upstream.name, &metrics, latency);
+                endpoint_view.requests_per_second = samples.rate(now, &counters, 0);
+                endpoint_view.error_rate = samples.ratio(now, &counters, 1, 0);
+                endpoint_view.rejected_per_second = samples.rate(now, &counters, 2);
+                samples.push(now, counters);
+                endpoint_view.history = samples.history(0);
+                view.endpoints.push(endpoint_view);
+                seen_endpoints.push(name);
+                // Hook each breaker once: keep the handle, so its address is not reused while
+                // it is on the list.
+                match hooked
+                    .iter()
+                    .position(|h| h.same_breaker(&endpoint.breaker))
+                {
+                    Some(at) => still_hooked.push(hooked.swap_remove(at)),
+                    None => {
+                        let watchers = Arc::clone(&self.inner.watchers);
+                        endpoint
+                            .breaker
+                            .on_state_change(move |change| watchers.publish(change));
+                        still_hooked.push(endpoint.breaker.clone());
+                    }
+                }
+            }
+            snapshot.upstreams.push(view);
+        }
+        // Forget endpoints that are gone (removed by discovery), and upstreams never removed.
+        looks.hooked = still_hooked;
+        looks
+            .endpoints
+            .retain(|name, _| seen_endpoints.iter().any(|seen| seen == name));
+        snapshot
+    }
+
+    /// A new watcher of state changes, for a stream.
+    pub(super) fn watch(&self) -> mpsc::Receiver<StateChange> {
+        let (sender, receiver) = mpsc::channel(WATCHER_BACKLOG);
+        self.inner.watchers.senders().push(sender);
+        receiver
+    }
+
+    /// Ends every stream (each finishes its current event): call it when the server shuts
+    /// down, so it can drain. Streams opened later run as usual.
+    pub fn close(&self) {
+        self.inner.watchers.senders().clear();
+    }
+
+    /// Streams connected (as of the last state change, which forgets closed ones).
+    #[cfg(test)]
+    pub(super) fn watcher_count(&self) -> usize {
+        self.inner.watchers.senders().len()
+    }
+
+    fn upstreams(&self) -> MutexGuard<'_, Vec<Arc<Upstream>>> {
+        self.inner
+            .upstreams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn looks(&self) -> MutexGuard<'_, Looks> {
+        self.inner
+            .looks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("upstreams", &self.upstreams().len())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// `N` counters as they were at past looks, at most a minute back.
+#[derive(Default)]
+struct Samples<const N: usize> {
+    ring: VecDeque<(Instant, [u64; N])>,
+}
+
+impl<const N: usize> Samples<N> {
+    fn push(&mut self, now: Instant, counters: [u64; N]) {
+        if let Some((last, _)) = self.ring.back()
+            && now.saturating_duration_since(*last) < MIN_SAMPLE_GAP
+        {
+            return;
+        }
+        self.ring.push_back((now, counters));
+        while let Some((first, _)) = self.ring.front()
+            && now.saturating_duration_since(*first) > HISTORY + MIN_SAMPLE_GAP
+        {
+            self.ring.pop_front();
+        }
+    }
+
+    /// The sample to measure from: the newest at least [`RATE_WINDOW`] old, else the oldest;
+    /// none closer than half a second to `now` (too short to call a rate).
+    fn base(&self, now: Instant) -> Option<(Duration, &[u64; N])> {
+        let base = self
+            .ring
+            .iter()
+            .rev()
+            .find(|(at, _)| now.saturating_duration_since(*at) >= RATE_WINDOW)
+            .or_else(|| self.ring.front())?;
+        let elapsed = now.saturating_duration_since(base.0);
+        (elapsed >= Duration::from_millis(500)).then_some((elapsed, &base.1))
+    }
+
+    /// Counter `field` per second since the base sample.
+    fn rate(&self, now: Instant, counters: &[u64; N], field: usize) -> Option<f64> {
+        let (elapsed, base) = self.base(now)?;
+        Some(counters[field].saturating_sub(base[field]) as f64 / elapsed.as_secs_f64())
+    }
+
+    /// The growth of `part` over the growth of `whole` since the base sample; none when
+    /// `whole` did not grow.
+    fn ratio(&self, now: Instant, counters: &[u64; N], part: usize, whole: usize) -> Option<f64> {
+        let (_, base) = self.base(now)?;
+        let whole = counters[whole].saturating_sub(base[whole]);
+        (whole > 0).then(|| counters[part].saturating_sub(base[part]) as f64 / whole as f64)
+    }
+
+    /// Counter `field` per second between consecutive samples, oldest first.
+    fn history(&self, field: usize) -> Vec<f64> {
+        self.ring
+            .iter()
+            .zip(self.ring.iter().skip(1))
+            .map(|((before, old), (after, new))| {
+                let seconds = after.saturating_duration_since(*before).as_secs_f64();
+                new[field].saturating_sub(old[field]) as f64 / seconds.max(0.001)
+            })
+            .collect()
+    }
+}
