@@ -5,7 +5,7 @@
 //! A tower layer around the rustapi app rather than a check in each handler: a route added
 //! later is protected without anyone remembering to.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -14,8 +14,7 @@ use std::task::{Context, Poll};
 
 use demo_kit::{AppError, ErrorCode, HttpResponse};
 use governor::clock::{Clock, DefaultClock};
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::HeaderMap;
 use http_body_util::BodyExt;
 use tower::{Layer, Service};
@@ -26,18 +25,19 @@ use crate::metrics::{Metrics, RequestLabels};
 /// Routes anyone may call: liveness and readiness probes.
 const OPEN_ROUTES: [&str; 2] = ["/health", "/ready"];
 
-type KeyedLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
-
 /// The accepted API keys, each with its own token bucket.
+///
+/// One map from key to bucket: a request's key is found and its bucket checked in one lookup by
+/// `&str`, without copying the key (governor's keyed limiter would want an owned `String` per
+/// check) and without the keyed limiter's concurrent map, since the set of keys is fixed.
 pub struct ApiKeys {
-    keys: HashSet<String>,
-    limiter: KeyedLimiter,
+    limiters: HashMap<String, DefaultDirectRateLimiter>,
 }
 
 impl std::fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiKeys")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.limiters.len())
             .finish_non_exhaustive()
     }
 }
@@ -49,15 +49,18 @@ impl ApiKeys {
         per_second: NonZeroU32,
         burst: NonZeroU32,
     ) -> Self {
+        let quota = Quota::per_second(per_second).allow_burst(burst);
         Self {
-            keys: keys.into_iter().collect(),
-            limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            limiters: keys
+                .into_iter()
+                .map(|key| (key, RateLimiter::direct(quota)))
+                .collect(),
         }
     }
 
     /// Whether `key` is a client key.
     pub(crate) fn contains(&self, key: &str) -> bool {
-        self.keys.contains(key)
+        self.limiters.contains_key(key)
     }
 
     /// Lets the request through, or says why not: 401 without a known key, 429 over its rate.
@@ -68,19 +71,18 @@ impl ApiKeys {
                 "an API key is required: send it as x-api-key or Authorization: Bearer",
             )
         })?;
-        if !self.keys.contains(key) {
-            return Err(AppError::new(ErrorCode::Unauthorized, "unknown API key"));
-        }
-        self.limiter
-            .check_key(&key.to_owned())
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                AppError::new(
-                    ErrorCode::TooManyRequests,
-                    "rate limit exceeded for this API key",
-                )
-                .with_retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
-            })
+        let limiter = self
+            .limiters
+            .get(key)
+            .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "unknown API key"))?;
+        limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            AppError::new(
+                ErrorCode::TooManyRequests,
+                "rate limit exceeded for this API key",
+            )
+            .with_retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
+        })
     }
 }
 
@@ -114,8 +116,17 @@ fn method_label(method: &http::Method) -> &'static str {
 
 /// The route template of `path`, for metrics labels.
 pub fn route_of(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    match segments.as_slice() {
+    // Every route has at most five segments; a longer path is no route (and costs no allocation).
+    let mut segments = [""; 5];
+    let mut count = 0;
+    for segment in path.trim_end_matches('/').split('/').skip(1) {
+        let Some(slot) = segments.get_mut(count) else {
+            return "other";
+        };
+        *slot = segment;
+        count += 1;
+    }
+    match &segments[..count] {
         ["health"] => "/health",
         ["ready"] => "/ready",
         ["metrics"] => "/metrics",
@@ -313,11 +324,32 @@ mod tests {
     }
 
     #[test]
+    fn each_key_has_its_own_bucket() {
+        let one = NonZeroU32::MIN;
+        let keys = ApiKeys::new(["k1".to_owned(), "k2".to_owned()], one, one);
+        keys.admit(&headers(&[("x-api-key", "k1")])).unwrap();
+        let limited = keys.admit(&headers(&[("x-api-key", "k1")])).unwrap_err();
+        assert_eq!(limited.status().as_u16(), 429);
+        keys.admit(&headers(&[("x-api-key", "k2")])).unwrap();
+    }
+
+    #[test]
     fn routes_are_templates_not_raw_paths() {
         assert_eq!(route_of("/api/users/42"), "/api/users/{id}");
         assert_eq!(route_of("/api/users/42/orders"), "/api/users/{id}/orders");
         assert_eq!(route_of("/api/orders/"), "/api/orders");
         assert_eq!(route_of("/etc/passwd"), "other");
+        assert_eq!(
+            route_of("/admin/breakers/users@http://x/reset"),
+            "other",
+            "a name with slashes is not one segment"
+        );
+        assert_eq!(
+            route_of("/admin/breakers/users/reset"),
+            "/admin/breakers/{name}/reset"
+        );
+        assert_eq!(route_of("/api/users/1/orders/2/3"), "other");
+        assert_eq!(route_of("/"), "other");
     }
 
     #[test]
