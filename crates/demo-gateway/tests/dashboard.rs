@@ -11,6 +11,8 @@
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -20,8 +22,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::Demo;
 
-const BIN: &str = env!("CARGO_BIN_EXE_demo-gateway");
 /// Bounds every wait that is not the requirement itself, so a broken build fails, not hangs.
 const PATIENCE: Duration = Duration::from_secs(30);
 /// The requirement: a killed replica shows as open on the page within this.
@@ -37,78 +39,8 @@ impl Drop for Owned {
     }
 }
 
-/// The demo, with what its banner said.
-struct Demo {
-    _gateway: Owned,
-    addr: String,
-    key: String,
-    dashboard: String,
-    /// (name, url, pid) of each service.
-    services: Vec<(String, String, u32)>,
-    restart_users_2: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        // The services stop with the gateway (their stdin closes); this is for a test that
-        // failed half-way.
-        for (_, _, pid) in &self.services {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
 fn start_demo(data_dir: &std::path::Path) -> Demo {
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--users",
-            "http://127.0.0.1:0,http://127.0.0.1:0",
-            "--orders",
-            "http://127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut demo = Demo {
-        _gateway: Owned(child),
-        addr: String::new(),
-        key: String::new(),
-        dashboard: String::new(),
-        services: Vec::new(),
-        restart_users_2: String::new(),
-    };
-    let mut lines = stdout.lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            [name, url, "pid", pid] if name.starts_with("users") || name.starts_with("orders") => {
-                demo.services
-                    .push((name.to_string(), url.to_string(), pid.parse().unwrap()));
-            }
-            ["API", "key", key] => demo.key = key.to_string(),
-            ["Dashboard", url] => demo.dashboard = url.to_string(),
-            _ => {}
-        }
-        if let Some(command) = line.strip_prefix("Bring it back:") {
-            demo.restart_users_2 = command.trim().to_owned();
-        }
-        if let Some(addr) = line.strip_prefix(demo_kit::LISTENING_PREFIX) {
-            demo.addr = addr.to_owned();
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
+    let demo = support::start_demo(data_dir);
     assert!(
         demo.dashboard.contains("/admin/dashboard?key=admin-"),
         "the banner prints the dashboard's URL with a fresh operator key: {:?}",

@@ -4,82 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
+use support::{Demo, start_demo};
 
 const BIN: &str = env!("CARGO_BIN_EXE_demo-gateway");
-
-/// The demo running, with what its banner said.
-struct Demo {
-    child: Child,
-    gateway: String,
-    key: String,
-    operator_key: String,
-    /// (name, url, pid) of each service.
-    services: Vec<(String, String, u32)>,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for (_, _, pid) in &self.services {
-            // Normally long gone; this is only for a test that failed half-way.
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-fn start_demo(data_dir: &std::path::Path) -> Demo {
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--users",
-            "http://127.0.0.1:0,http://127.0.0.1:0",
-            "--orders",
-            "http://127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut demo = Demo {
-        child,
-        gateway: String::new(),
-        key: String::new(),
-        operator_key: String::new(),
-        services: Vec::new(),
-    };
-    let mut lines = stdout.lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            [name, url, "pid", pid] if name.starts_with("users") || name.starts_with("orders") => {
-                demo.services
-                    .push((name.to_string(), url.to_string(), pid.parse().unwrap()));
-            }
-            ["API", "key", key] => demo.key = key.to_string(),
-            ["Operator", "key", key, ..] => demo.operator_key = key.to_string(),
-            _ => {}
-        }
-        if let Some(addr) = line.strip_prefix(demo_kit::LISTENING_PREFIX) {
-            demo.gateway = format!("http://{addr}");
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    demo
-}
 
 fn alive(pid: u32) -> bool {
     Command::new("kill")
@@ -104,7 +36,7 @@ fn wait_for_exit(pids: &[u32]) {
 
 async fn get(demo: &Demo, path: &str) -> reqwest::Response {
     reqwest::Client::new()
-        .get(format!("{}{path}", demo.gateway))
+        .get(format!("{}{path}", demo.url()))
         .header("x-api-key", &demo.key)
         .send()
         .await
@@ -144,7 +76,7 @@ async fn the_demo_starts_its_services_and_stops_them_on_sigterm() {
         demo.operator_key
     );
     let status = |key: String| {
-        let url = format!("{}/admin/status", demo.gateway);
+        let url = format!("{}/admin/status", demo.url());
         async move {
             reqwest::Client::new()
                 .get(url)
