@@ -22,11 +22,13 @@ mod request;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod retry;
+#[cfg(feature = "opentelemetry")]
+pub mod trace;
 
 pub use self::body::{BodyFailed, BodyTooLarge, ReadBody};
 pub use self::classify::HttpClassifier;
 pub use self::hedge::IdempotentHedge;
-pub use self::request::HttpRequest;
+pub use self::request::{HttpRequest, ResendCount};
 #[cfg(all(feature = "reqwest", feature = "serde"))]
 pub use self::reqwest::ResilientClientConfig;
 #[cfg(feature = "reqwest")]

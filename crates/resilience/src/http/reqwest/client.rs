@@ -12,6 +12,7 @@ use tower::retry::Retry;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::attempt::{Attempt, Rebase, Send};
 use super::endpoint::{DEFAULT_MAX_BODY, HttpEndpoint};
 use crate::circuit_breaker::HealthCheck;
 use crate::hedge::{Hedge, HedgeConfig, HedgeMetrics};
@@ -22,7 +23,12 @@ use crate::{
     RoundRobin, RoundRobinHandle, Timeout, TimeoutLayer,
 };
 
-type Endpoint = CircuitBreaker<Timeout<HttpEndpoint>, HttpClassifier>;
+/// One endpoint: rebase → [attempt span →] breaker → attempt timeout → reqwest and the body.
+type Endpoint = Rebase<Traced<CircuitBreaker<Timeout<Send>, HttpClassifier>>>;
+#[cfg(feature = "opentelemetry")]
+type Traced<S> = crate::http::trace::AttemptSpan<S>;
+#[cfg(not(feature = "opentelemetry"))]
+type Traced<S> = S;
 type Balancer = RoundRobin<String, Endpoint>;
 type Stack = Deadline<
     Retry<RetryPolicy<HttpRetryRules>, Hedge<FailFast<Balancer>, Option<IdempotentHedge>>>,
@@ -98,26 +104,29 @@ struct EndpointFactory {
 }
 
 impl EndpointFactory {
-    /// The endpoint for `base`, keyed by its URL; its breaker is named `upstream@url`.
-    fn make(&self, base: Url) -> Result<(String, Endpoint), InvalidConfig> {
+    /// The endpoint for `base`, keyed by its URL, and its breaker's handle; the breaker is
+    /// named `upstream@url`.
+    fn make(&self, base: Url) -> Result<(String, Endpoint, CircuitBreakerHandle), InvalidConfig> {
         let (key, name) = self.key_and_name(&base);
         let health = self
             .health
             .as_ref()
             .map(|health| self.health_check(&base, health))
             .transpose()?;
-        let mut endpoint =
-            CircuitBreakerLayer::new(self.breaker.clone())
-                .with_classifier(HttpClassifier)
-                .named(name)
-                .gate_readiness()
-                .layer(TimeoutLayer::new(self.attempt_timeout).layer(
-                    HttpEndpoint::new(self.client.clone(), base).with_max_body(self.max_body),
-                ));
+        let mut endpoint = CircuitBreakerLayer::new(self.breaker.clone())
+            .with_classifier(HttpClassifier)
+            .named(name)
+            .gate_readiness()
+            .layer(TimeoutLayer::new(self.attempt_timeout).layer(Send::new(
+                HttpEndpoint::new(self.client.clone(), base.clone()).with_max_body(self.max_body),
+            )));
         if let Some(check) = health {
             endpoint = endpoint.with_health_check(check)?;
         }
-        Ok((key, endpoint))
+        let handle = endpoint.handle();
+        #[cfg(feature = "opentelemetry")]
+        let endpoint = crate::http::trace::AttemptSpan::new(endpoint);
+        Ok((key, Rebase::new(base, endpoint), handle))
     }
 
     /// `GET base/path`, healthy when it answers 2xx and its whole body within the check's
@@ -239,8 +248,7 @@ impl ResilientClient {
 
     /// Adds an endpoint while requests flow (the others keep their breaker state).
     pub fn add_endpoint(&self, url: &str) -> Result<(), InvalidConfig> {
-        let (key, endpoint) = self.parts.factory.make(parse_endpoint(url)?)?;
-        let handle = endpoint.handle();
+        let (key, endpoint, handle) = self.parts.factory.make(parse_endpoint(url)?)?;
         let mut breakers = self.parts.breakers();
         breakers.retain(|existing| existing.name() != handle.name());
         breakers.push(handle);
@@ -276,7 +284,7 @@ impl Service<Request> for ResilientClient {
 
     fn call(&mut self, request: Request) -> Self::Future {
         ResponseFuture {
-            inner: self.stack.call(request),
+            inner: self.stack.call(Attempt::new(request)),
         }
     }
 }
@@ -286,7 +294,7 @@ pin_project! {
     /// why there is none. Its type does not name the layers inside, so they can change.
     pub struct ResponseFuture {
         #[pin]
-        inner: <Stack as Service<Request>>::Future,
+        inner: <Stack as Service<Attempt>>::Future,
     }
 }
 
@@ -505,14 +513,13 @@ impl ResilientClientBuilder {
             health: self.health,
         };
         let request_base = bases[0].clone();
-        let endpoints = bases
-            .into_iter()
-            .map(|base| factory.make(base))
-            .collect::<Result<Vec<_>, _>>()?;
-        let breakers = endpoints
-            .iter()
-            .map(|(_, endpoint)| endpoint.handle())
-            .collect();
+        let mut breakers = Vec::with_capacity(bases.len());
+        let mut endpoints = Vec::with_capacity(bases.len());
+        for base in bases {
+            let (key, endpoint, handle) = factory.make(base)?;
+            endpoints.push((key, endpoint));
+            breakers.push(handle);
+        }
         let balancer = RoundRobin::new(endpoints);
         let copies = self.hedge.is_some().then_some(IdempotentHedge);
         let mut hedge = Hedge::new(
