@@ -14,6 +14,9 @@
 //!   cloneable body: hyper-util, axum, tonic) and, with `reqwest`, for `reqwest::Request`.
 //! - With `reqwest`: [`HttpEndpoint`], a `reqwest::Client` bound to one base URL, and
 //!   [`ResilientClient`], the full stack over a list of endpoint URLs.
+//! - With `opentelemetry`: [`trace`], one client span per attempt (retries and hedges
+//!   included, with `http.request.resend_count` from [`ResendCount`]) and a W3C `traceparent`
+//!   naming it on the request; `ResilientClient` puts it on every endpoint.
 
 mod body;
 mod classify;

@@ -109,17 +109,17 @@ impl<S: Service<Attempt>> Service<Attempt> for Rebase<S> {
 /// The [`HttpEndpoint`] at the bottom of an endpoint's stack, sending the (already rebased)
 /// request.
 #[derive(Debug, Clone)]
-pub(crate) struct Send {
+pub(crate) struct SendAttempt {
     endpoint: HttpEndpoint,
 }
 
-impl Send {
+impl SendAttempt {
     pub(crate) fn new(endpoint: HttpEndpoint) -> Self {
         Self { endpoint }
     }
 }
 
-impl Service<Attempt> for Send {
+impl Service<Attempt> for SendAttempt {
     type Response = http::Response<bytes::Bytes>;
     type Error = BoxError;
     type Future = ResponseFuture;

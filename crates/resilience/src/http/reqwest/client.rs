@@ -12,7 +12,7 @@ use tower::retry::Retry;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::attempt::{Attempt, Rebase, Send};
+use super::attempt::{Attempt, Rebase, SendAttempt};
 use super::endpoint::{DEFAULT_MAX_BODY, HttpEndpoint};
 use crate::circuit_breaker::HealthCheck;
 use crate::hedge::{Hedge, HedgeConfig, HedgeMetrics};
@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// One endpoint: rebase → [attempt span →] breaker → attempt timeout → reqwest and the body.
-type Endpoint = Rebase<Traced<CircuitBreaker<Timeout<Send>, HttpClassifier>>>;
+type Endpoint = Rebase<Traced<CircuitBreaker<Timeout<SendAttempt>, HttpClassifier>>>;
 #[cfg(feature = "opentelemetry")]
 type Traced<S> = crate::http::trace::AttemptSpan<S>;
 #[cfg(not(feature = "opentelemetry"))]
@@ -42,6 +42,10 @@ type Stack = Deadline<
 ///                                                     └─ breaker → attempt timeout → reqwest + body → endpoint 2
 ///                                      while a breaker is open: GET /health every ~250 ms ──┘
 /// ```
+///
+/// With the `opentelemetry` feature, each endpoint's stack starts with an
+/// [`AttemptSpan`](crate::http::trace::AttemptSpan): one client span per attempt, retries and
+/// hedge copies included, and a `traceparent` naming it on the request.
 ///
 /// An attempt is the whole exchange: the request, the headers and the body, read to the end
 /// under a cap, so the attempt timeout, the breaker and the retry all cover a body that stalls
@@ -117,9 +121,12 @@ impl EndpointFactory {
             .with_classifier(HttpClassifier)
             .named(name)
             .gate_readiness()
-            .layer(TimeoutLayer::new(self.attempt_timeout).layer(Send::new(
-                HttpEndpoint::new(self.client.clone(), base.clone()).with_max_body(self.max_body),
-            )));
+            .layer(
+                TimeoutLayer::new(self.attempt_timeout).layer(SendAttempt::new(
+                    HttpEndpoint::new(self.client.clone(), base.clone())
+                        .with_max_body(self.max_body),
+                )),
+            );
         if let Some(check) = health {
             endpoint = endpoint.with_health_check(check)?;
         }

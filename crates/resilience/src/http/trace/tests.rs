@@ -232,3 +232,32 @@ async fn without_a_subscriber_no_header_is_written() {
         .unwrap();
     assert_eq!(response.into_body(), "");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_breaker_opening_on_this_attempt_is_an_event_of_its_span() {
+    let (exporter, _guard) = traced();
+    let config = crate::CircuitBreakerConfig::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let failing = service_fn(|_: Request| async {
+        Err::<http::Response<String>, _>(BoxError::from("connection refused"))
+    });
+    let client = ServiceBuilder::new()
+        .layer(AttemptSpanLayer::new())
+        .layer(crate::CircuitBreakerLayer::new(config).named("users@a"))
+        .service(failing);
+    let _ = client.oneshot(get()).await.unwrap_err();
+    let spans = exporter.0.lock().unwrap().clone();
+    let events: Vec<_> = spans[0]
+        .events
+        .iter()
+        .map(|event| event.name.to_string())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|name| name.contains("users@a") && name.contains("open")),
+        "{events:?}"
+    );
+}
