@@ -28,14 +28,17 @@ struct Traced {
     http: reqwest::Client,
 }
 
-fn spawn(args: &[&str], otlp: &str) -> (ServiceProcess, Logs) {
+fn spawn(args: &[&str], otlp: Option<&str>) -> (ServiceProcess, Logs) {
     let mut args = args.to_vec();
-    args.extend_from_slice(&["--otlp-endpoint", otlp]);
+    if let Some(otlp) = otlp {
+        args.extend_from_slice(&["--otlp-endpoint", otlp]);
+    }
     ServiceProcess::spawn_logged(BIN, &args, &[("RUST_LOG", "info")])
 }
 
 impl Traced {
-    fn start(otlp: &str) -> Self {
+    /// The processes, exporting to `otlp` when given.
+    fn start(otlp: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let users_db = dir.path().join("users.db");
         let users_db = users_db.to_str().unwrap();
@@ -123,6 +126,19 @@ impl Traced {
     }
 }
 
+/// Waits for a service's "finished processing request" line of trace `trace_id` and returns
+/// the `parent_id` on it.
+async fn wait_for_parent(logs: &Logs, trace_id: &str) -> String {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(parent) = logged_parent(logs, trace_id) {
+            return parent;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:#?}", logs.lines());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The `parent_id` a service logged for trace `trace_id`, from its "finished processing
 /// request" line.
 fn logged_parent(logs: &Logs, trace_id: &str) -> Option<String> {
@@ -147,7 +163,7 @@ fn by_id<'a>(spans: &'a [ReceivedSpan], id: &str) -> &'a ReceivedSpan {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_from_the_client_through_every_attempt_to_the_services() {
     let receiver = OtlpReceiver::start().await;
-    let mut cluster = Traced::start(&receiver.endpoint());
+    let mut cluster = Traced::start(Some(&receiver.endpoint()));
 
     // Round robin starts on users-2 or users-1; of two requests, one reaches users-2 first.
     let traces = [
@@ -177,19 +193,8 @@ async fn one_trace_from_the_client_through_every_attempt_to_the_services() {
         .iter()
         .find(|trace| !cluster.users_2.1.containing(trace).is_empty())
         .expect("one request reached users-2");
-    let wait_for_log = |logs: &Logs| {
-        let logs = logs.clone();
-        async move {
-            let deadline = std::time::Instant::now() + PATIENCE;
-            while logged_parent(&logs, retried).is_none() {
-                assert!(std::time::Instant::now() < deadline, "{:#?}", logs.lines());
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            logged_parent(&logs, retried).unwrap()
-        }
-    };
-    let parent_on_users_2 = wait_for_log(&cluster.users_2.1).await;
-    let parent_on_users_1 = wait_for_log(&cluster.users_1.1).await;
+    let parent_on_users_2 = wait_for_parent(&cluster.users_2.1, retried).await;
+    let parent_on_users_1 = wait_for_parent(&cluster.users_1.1, retried).await;
     assert_ne!(parent_on_users_1, parent_on_users_2);
     assert_ne!(parent_on_users_1, CLIENT_SPAN);
     assert_ne!(parent_on_users_2, CLIENT_SPAN);
@@ -340,4 +345,60 @@ async fn one_trace_from_the_client_through_every_attempt_to_the_services() {
             .any(|span| span.service == "users" && span.trace_id() == fresh.trace_id())
     );
     let _ = by_id(&spans, &fresh.span_id());
+}
+
+/// Without `--otlp-endpoint` nothing is exported, and the trace still goes on: the services see
+/// the client's trace id, each attempt as a different parent, and log with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_exporter_the_trace_still_reaches_the_services() {
+    let cluster = Traced::start(None);
+    let traces = [
+        "7af92f3577b34da6a3ce929d0e0e4739",
+        "8bf92f3577b34da6a3ce929d0e0e4740",
+    ];
+    for trace in traces {
+        let answer = cluster
+            .get(
+                "/api/users/1",
+                Some(&format!("00-{trace}-{CLIENT_SPAN}-01")),
+            )
+            .await;
+        assert_eq!(answer.status(), 200);
+    }
+    let retried = *traces
+        .iter()
+        .find(|trace| !cluster.users_2.1.containing(trace).is_empty())
+        .expect("one request reached users-2");
+    let on_users_2 = wait_for_parent(&cluster.users_2.1, retried).await;
+    let on_users_1 = wait_for_parent(&cluster.users_1.1, retried).await;
+    assert_ne!(on_users_1, on_users_2);
+    assert_ne!(on_users_1, CLIENT_SPAN);
+    assert!(
+        !cluster
+            .gateway
+            .1
+            .containing(&format!("trace_id={retried}"))
+            .is_empty()
+    );
+
+    // Without a traceparent the request still gets a trace, which the service continues.
+    // users-2 fails everything, so users-1 serves it, first or on the retry.
+    let answer = cluster.get("/api/users/2", None).await;
+    assert_eq!(answer.status(), 200);
+    let line = cluster
+        .gateway
+        .1
+        .containing("url.path=/api/users/2")
+        .into_iter()
+        .find(|line| line.contains("trace_id="))
+        .expect("the gateway logged the request with a trace id");
+    let trace: String = line
+        .split("trace_id=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(32)
+        .collect();
+    let attempt = wait_for_parent(&cluster.users_1.1, &trace).await;
+    assert_eq!(attempt.len(), 16);
 }

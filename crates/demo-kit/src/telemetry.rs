@@ -1,25 +1,34 @@
 //! Logs and traces, set up once for every binary.
 //!
-//! Every process installs the same `tracing` subscriber: log lines to stderr (filtered by
-//! `RUST_LOG`) and tracing-opentelemetry's layer, which gives each `tracing` span an
-//! OpenTelemetry span context. The server span of each request ([`server_span`]) continues the
-//! caller's W3C `traceparent`/`tracestate` (a malformed one is ignored: a new trace starts) and
-//! records its trace id, so every log line written inside a request carries `trace_id=...`.
-//! The gateway's client (the `resilience` crate's attempt span) writes a `traceparent` per
-//! attempt, with the same global propagator.
+//! Every process installs the OpenTelemetry W3C propagator and a tracer provider, and serves
+//! through [`ServerContextLayer`]: each request's OpenTelemetry context continues the caller's
+//! `traceparent`/`tracestate` (a malformed one is ignored: a new trace starts), and its server
+//! span ([`server_span`]) records the trace id, so every log line written inside a request
+//! carries `trace_id=...` (and the calling span as `parent_id`). The gateway's client (the
+//! `resilience` crate's attempt span) writes a `traceparent` per attempt from that context.
 //!
-//! **Without `--otlp-endpoint`** nothing is exported: the tracer provider has no processor, and
-//! traces that start here are not sampled, so their spans are not recorded, only given ids to
-//! propagate and to log. A caller's sampled trace stays sampled downstream (its decision is
-//! passed on, not overridden), and its spans here are recorded and dropped.
-//! **With `--otlp-endpoint URL`** (or `OTEL_EXPORTER_OTLP_ENDPOINT`), spans go by OTLP/HTTP
-//! (protobuf) to `URL/v1/traces`, from a batch processor on the tokio runtime, off the request
-//! path; [`Telemetry::shutdown`] sends what is left.
+//! **With `--otlp-endpoint URL`** (or `OTEL_EXPORTER_OTLP_ENDPOINT`), tracing-opentelemetry's
+//! layer turns the `tracing` spans into OpenTelemetry spans (server, client per attempt, with
+//! the resilience crate's retry, hedge and breaker events), sent by OTLP/HTTP (protobuf) to
+//! `URL/v1/traces` from a batch processor on the tokio runtime, off the request path;
+//! [`Telemetry::shutdown`] sends what is left.
+//!
+//! **Without it**, nothing is recorded and nothing exported, and tracing-opentelemetry is not
+//! installed at all (it costs microseconds per span even when nothing is sampled): the request's
+//! context is a span of the SDK provider's, which has no processor and samples nothing that
+//! starts here (`ParentBased(AlwaysOff)`), attached to the request's future, so the ids go on
+//! (the caller's trace id, a span id per hop and per attempt) for a parse, a few ids and a
+//! header. A caller's sampling decision is passed on, not overridden.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context as TaskContext, Poll};
 
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry::{KeyValue, global};
+use opentelemetry::context::{FutureExt as _, WithContext};
+use opentelemetry::trace::{
+    SpanBuilder, SpanKind, TraceContextExt, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
@@ -31,6 +40,10 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// Whether tracing-opentelemetry's layer is installed (with an exporter): then the `tracing`
+/// spans carry the OpenTelemetry contexts; otherwise [`ServerContextLayer`] makes them.
+static OTEL_LAYER: AtomicBool = AtomicBool::new(false);
 
 /// Where the binaries send their spans (flatten into a clap parser).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -125,32 +138,39 @@ pub fn init_telemetry(service: &str, instance: &str, args: &TelemetryArgs) -> Te
             None,
         ),
     };
-    let tracer = provider.tracer("demo-kit");
     global::set_tracer_provider(provider.clone());
 
-    let logs = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rustapi_core=warn,tower_http=info"));
+    let logs = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // The attempt spans are for traces; at INFO the log lines show the request's span.
+        EnvFilter::new("info,rustapi_core=warn,tower_http=info,resilience::http=warn")
+    });
     // Colours only for a person at a terminal; logs piped to a file or a parent stay plain text.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // Spans at INFO from everywhere; the resilience crate's DEBUG events too (retry decisions,
-    // hedges), which become span events whatever RUST_LOG says of the log lines.
-    let spans = Targets::new()
-        .with_default(tracing::Level::INFO)
-        .with_target("resilience", tracing::Level::DEBUG);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colours)
+        .with_filter(logs);
+    let otel = exporting.then(|| {
+        // Spans at INFO from everywhere; the resilience crate's DEBUG events too (retry
+        // decisions, hedges), which become span events whatever RUST_LOG says of log lines.
+        let spans = Targets::new()
+            .with_default(tracing::Level::INFO)
+            .with_target("resilience", tracing::Level::DEBUG);
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("demo-kit"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(spans)
+    });
     let installed = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(colours)
-                .with_filter(logs),
-        )
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(spans),
-        )
+        .with(fmt)
+        .with(otel)
         .try_init()
         .is_ok();
+    if installed {
+        OTEL_LAYER.store(exporting, Ordering::Relaxed);
+    }
     if let Some(err) = failure {
         tracing::error!(%err, "cannot export spans; going on without");
     } else if installed && exporting {
@@ -181,10 +201,72 @@ pub fn init_tracing() {
     let _ = init_telemetry("demo", "demo", &TelemetryArgs::default());
 }
 
+/// Continues the caller's trace for each request: extracts its `traceparent`/`tracestate` with
+/// the global propagator, keeps it in the request's extensions for [`server_span`], and, when no
+/// tracing-opentelemetry layer makes the server span an OpenTelemetry span, gives the request a
+/// span of the global tracer's as its context, attached to the request's future (where the
+/// resilience crate's attempt span finds it). Put it just outside the trace layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerContextLayer;
+
+impl<S> tower::Layer<S> for ServerContextLayer {
+    type Service = ServerContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerContext { inner }
+    }
+}
+
+/// See [`ServerContextLayer`].
+#[derive(Debug, Clone)]
+pub struct ServerContext<S> {
+    inner: S,
+}
+
+/// The OpenTelemetry contexts of one request: the caller's, and (without tracing-opentelemetry)
+/// the request's own.
+#[derive(Debug, Clone)]
+struct RequestContext {
+    caller: Context,
+    own: Option<Context>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for ServerContext<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = WithContext<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let caller = global::get_text_map_propagator(|propagator| {
+            propagator.extract_with_context(&Context::new(), &HeaderExtractor(request.headers()))
+        });
+        let own = (!OTEL_LAYER.load(Ordering::Relaxed)).then(|| {
+            let span = global::tracer("demo-kit").build_with_context(
+                SpanBuilder::from_name("request").with_kind(SpanKind::Server),
+                &caller,
+            );
+            caller.with_span(span)
+        });
+        let attached = own.clone().unwrap_or_default();
+        request
+            .extensions_mut()
+            .insert(RequestContext { caller, own });
+        self.inner.call(request).with_context(attached)
+    }
+}
+
 /// The server span of one request, per OpenTelemetry's HTTP server conventions: named
 /// `METHOD ROUTE` when the route template is known (never the raw path), else `METHOD`; a
-/// child of the caller's `traceparent` when there is a valid one; with `trace_id` (and the
-/// caller's span as `parent_id`) recorded, so every log line inside carries them.
+/// child of the caller's span when [`ServerContextLayer`] found a valid `traceparent`; with
+/// `trace_id` (and the caller's span as `parent_id`) recorded, so every log line inside
+/// carries them.
 pub fn server_span<B>(request: &http::Request<B>, route: Option<&'static str>) -> tracing::Span {
     let id = request
         .headers()
@@ -207,16 +289,22 @@ pub fn server_span<B>(request: &http::Request<B>, route: Option<&'static str>) -
     if span.is_disabled() {
         return span;
     }
-    let caller = global::get_text_map_propagator(|propagator| {
-        propagator.extract(&HeaderExtractor(request.headers()))
-    });
-    let remote = caller.span().span_context().clone();
+    let Some(context) = request.extensions().get::<RequestContext>() else {
+        return span;
+    };
+    let remote = context.caller.span().span_context().clone();
     if remote.is_valid() {
         span.record("parent_id", display(remote.span_id()));
-        let _ = span.set_parent(caller);
     }
-    let context = span.context();
-    let own = context.span().span_context().clone();
+    let own = match &context.own {
+        Some(own) => own.span().span_context().clone(),
+        None => {
+            if remote.is_valid() {
+                let _ = span.set_parent(context.caller.clone());
+            }
+            span.context().span().span_context().clone()
+        }
+    };
     if own.is_valid() {
         span.record("trace_id", display(own.trace_id()));
     }

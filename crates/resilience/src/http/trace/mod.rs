@@ -35,9 +35,13 @@
 //! [`tracing-opentelemetry`](https://docs.rs/tracing-opentelemetry)'s layer, and the header is
 //! written by OpenTelemetry's *global* text map propagator, which the application sets (for W3C
 //! trace context, `opentelemetry_sdk::propagation::TraceContextPropagator`), as libraries
-//! instrumented for OpenTelemetry do. Without a `tracing` subscriber interested in the span,
-//! the layer costs a disabled span and writes no header; without the OpenTelemetry layer, a
-//! span with no trace context and no header.
+//! instrumented for OpenTelemetry do. An application that only propagates (exports nothing)
+//! need not pay for tracing-opentelemetry: when the span has no OpenTelemetry context, the
+//! attempt continues the task's current OpenTelemetry context (`opentelemetry::Context::current`,
+//! e.g. attached to the request's future with `opentelemetry::context::FutureExt`) with a span
+//! of the global tracer's, so an SDK provider without an exporter gives each attempt its own
+//! span id at the cost of an id and a header. With no context anywhere, the layer costs a
+//! disabled span and writes no header.
 //!
 //! Tower-http's `TraceLayer` makes a span per request too, but no client span per attempt and
 //! no `traceparent`; the `opentelemetry-http` crate gives the propagation primitives this layer
@@ -137,9 +141,7 @@ where
 
     fn call(&mut self, mut request: R) -> Self::Future {
         let span = attempt_span(&request);
-        if !span.is_disabled() {
-            inject(&span, &mut request);
-        }
+        inject(&span, &mut request);
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
@@ -168,10 +170,28 @@ fn attempt_span<R: AttemptRequest>(request: &R) -> tracing::Span {
     )
 }
 
-/// Writes `traceparent` (and `tracestate`) for `span` with the global propagator; nothing when
-/// the span has no OpenTelemetry context.
+/// Writes `traceparent` (and `tracestate`) for this attempt with the global propagator.
+///
+/// The attempt's context is `span`'s when tracing-opentelemetry made it an OpenTelemetry span.
+/// Otherwise (no such layer, or it filtered the span out) the attempt continues the caller's
+/// current OpenTelemetry context, if it has one, with a span of the global tracer's: with an
+/// SDK provider that records nothing, that is a fresh span id and nothing else, so the trace
+/// goes on at the cost of an id and a header. With neither, nothing is written.
 fn inject<R: AttemptRequest>(span: &tracing::Span, request: &mut R) {
-    let context = span.context();
+    use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt, Tracer};
+
+    let mut context = span.context();
+    if !context.span().span_context().is_valid() {
+        let caller = opentelemetry::Context::current();
+        if !caller.span().span_context().is_valid() {
+            return;
+        }
+        let attempt = opentelemetry::global::tracer("resilience").build_with_context(
+            SpanBuilder::from_name("attempt").with_kind(SpanKind::Client),
+            &caller,
+        );
+        context = caller.with_span(attempt);
+    }
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut HeaderInjector(request.headers_mut()));
     });

@@ -261,3 +261,42 @@ async fn a_breaker_opening_on_this_attempt_is_an_event_of_its_span() {
         "{events:?}"
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_the_opentelemetry_layer_an_attempt_continues_the_current_context() {
+    use opentelemetry::context::FutureExt as _;
+    use opentelemetry::trace::{SpanContext, TraceFlags, TraceId, TraceState};
+
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // A provider that records nothing: ids only.
+    opentelemetry::global::set_tracer_provider(SdkTracerProvider::builder().build());
+    let caller = SpanContext::new(
+        TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+        opentelemetry::trace::SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::from_key_value([("vendor", "1")]).unwrap(),
+    );
+    let context = opentelemetry::Context::new().with_remote_span_context(caller);
+    let client = AttemptSpan::new(endpoint(&[200]));
+    let mut sent = Vec::new();
+    for _ in 0..2 {
+        let response = client
+            .clone()
+            .oneshot(get())
+            .with_context(context.clone())
+            .await
+            .unwrap();
+        sent.push(response.into_body());
+    }
+    for traceparent in &sent {
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(
+            parts[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+            "{traceparent}"
+        );
+        assert_ne!(parts[2], "00f067aa0ba902b7", "a span of its own");
+        assert_eq!(parts[3], "01");
+    }
+    assert_ne!(sent[0], sent[1], "each attempt its own span id");
+}
