@@ -84,7 +84,10 @@ pub mod future;
 mod layer;
 mod request;
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
+
+use opentelemetry::global::BoxedTracer;
 
 use opentelemetry_http::HeaderInjector;
 use tower_service::Service;
@@ -98,15 +101,22 @@ use crate::BoxError;
 
 /// Makes one client span per call and writes a `traceparent` naming it into the request; see
 /// [the module docs](self).
-#[derive(Debug, Clone)]
+///
+/// It takes OpenTelemetry's global tracer when it is made (for attempts whose `tracing` span
+/// has no OpenTelemetry context): install the application's tracer provider first.
+#[derive(Clone)]
 pub struct AttemptSpan<S> {
     inner: S,
+    tracer: Arc<BoxedTracer>,
 }
 
 impl<S> AttemptSpan<S> {
     /// Wraps `inner`.
     pub fn new(inner: S) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            tracer: Arc::new(opentelemetry::global::tracer("resilience")),
+        }
     }
 
     /// The inner service.
@@ -122,6 +132,14 @@ impl<S> AttemptSpan<S> {
     /// The inner service.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for AttemptSpan<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttemptSpan")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,7 +159,7 @@ where
 
     fn call(&mut self, mut request: R) -> Self::Future {
         let span = attempt_span(&request);
-        inject(&span, &mut request);
+        inject(&span, &self.tracer, &mut request);
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
@@ -177,7 +195,7 @@ fn attempt_span<R: AttemptRequest>(request: &R) -> tracing::Span {
 /// current OpenTelemetry context, if it has one, with a span of the global tracer's: with an
 /// SDK provider that records nothing, that is a fresh span id and nothing else, so the trace
 /// goes on at the cost of an id and a header. With neither, nothing is written.
-fn inject<R: AttemptRequest>(span: &tracing::Span, request: &mut R) {
+fn inject<R: AttemptRequest>(span: &tracing::Span, tracer: &BoxedTracer, request: &mut R) {
     use opentelemetry::trace::{SpanBuilder, SpanKind, TraceContextExt, Tracer};
 
     let mut context = span.context();
@@ -186,7 +204,7 @@ fn inject<R: AttemptRequest>(span: &tracing::Span, request: &mut R) {
         if !caller.span().span_context().is_valid() {
             return;
         }
-        let attempt = opentelemetry::global::tracer("resilience").build_with_context(
+        let attempt = tracer.build_with_context(
             SpanBuilder::from_name("attempt").with_kind(SpanKind::Client),
             &caller,
         );
