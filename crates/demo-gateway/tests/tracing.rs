@@ -282,6 +282,7 @@ async fn one_trace_from_the_client_through_every_attempt_to_the_services() {
             })
     };
     assert_eq!(service_span(first).span.kind, SpanKind::Server as i32);
+    assert_eq!(service_span(first).span.name, "GET /users/{id}");
     assert_eq!(
         service_span(first).int("http.response.status_code"),
         Some(500)
