@@ -6,7 +6,8 @@ use super::AttemptSpan;
 /// `traceparent` naming it on the request.
 ///
 /// Place it once per endpoint, inside the balancer and outside the endpoint's breaker and
-/// attempt timeout (see [the module docs](super)).
+/// attempt timeout (see [the module docs](super)). Each service it makes takes OpenTelemetry's
+/// global tracer then, so install the application's tracer provider before building the stack.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AttemptSpanLayer {
     _private: (),
