@@ -373,3 +373,176 @@ mod stack {
         bench_shared(bencher, stack);
     }
 }
+
+mod http_stack {
+    //! The whole stack over `http::Request`s, with and without the per-attempt span of the
+    //! `opentelemetry` feature (issue 11): deadline → retry (HTTP rules) → round robin
+    //! (2 endpoints) → [attempt span →] breaker (HTTP classifier) → attempt timeout.
+    //!
+    //! - `without_span`, `with_span`: no `tracing` subscriber and no OpenTelemetry context,
+    //!   what a user of the crate who does not trace pays for the layer (a disabled span).
+    //! - `with_span_propagating`: the demo without `--otlp-endpoint`: no tracing-opentelemetry,
+    //!   an SDK provider with no processor and a `ParentBased(AlwaysOff)` sampler, and the
+    //!   caller's context attached, so each attempt makes a span id and writes a `traceparent`.
+    //! - `with_span_exporting`: the demo with `--otlp-endpoint`: tracing-opentelemetry, every
+    //!   span sampled and handed to the SDK's batch processor (its exporter does nothing;
+    //!   serialising and sending happen on its own thread, not here).
+    //!
+    //! The subscriber cases run on one thread: the subscriber is set for the bench's thread.
+    //! Both stacks go through `ServiceBuilder::option_layer`, so they differ by the layer alone.
+    //! Setting a subscriber, even for one thread, makes every later `tracing` call site check
+    //! for one, so the cases without a subscriber are only clean in a run of their own:
+    //! `-- http_stack::without_span`, `-- http_stack::with_span --skip with_span_ --skip without`.
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+    use resilience::http::HttpRetryRules;
+    use resilience::http::trace::AttemptSpanLayer;
+    use resilience::{CircuitBreakerConfig, CircuitBreakerLayer, DeadlineLayer};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    type Request = http::Request<()>;
+    type Response = http::Response<()>;
+
+    fn to_request(_: Request) -> u64 {
+        7
+    }
+
+    fn to_response(_: u64) -> Response {
+        http::Response::new(())
+    }
+
+    fn stack(
+        inner: Inner,
+        traced: bool,
+    ) -> impl Service<Request, Response = Response, Error = BoxError> + Clone + Send + Sync {
+        let breaker = CircuitBreakerConfig::default();
+        let endpoints = [0, 1].map(|key| {
+            let endpoint = ServiceBuilder::new()
+                .option_layer(traced.then(AttemptSpanLayer::new))
+                .layer(
+                    CircuitBreakerLayer::new(breaker.clone())
+                        .with_classifier(resilience::http::HttpClassifier)
+                        .gate_readiness(),
+                )
+                .layer(TimeoutLayer::new(Duration::from_secs(1)))
+                .map_request(to_request as fn(Request) -> u64)
+                .map_response(to_response as fn(u64) -> Response)
+                .service(Echo(inner));
+            (key, endpoint)
+        });
+        let policy = RetryPolicy::builder()
+            .rules(HttpRetryRules)
+            .deadline(Duration::from_secs(3))
+            .build()
+            .expect("a valid policy");
+        ServiceBuilder::new()
+            .layer(DeadlineLayer::new(Duration::from_secs(3)))
+            .layer(RetryLayer::new(policy))
+            .service(RoundRobin::new(endpoints))
+    }
+
+    fn get() -> Request {
+        http::Request::get("http://127.0.0.1:8081/users/7")
+            .body(())
+            .expect("a valid request")
+    }
+
+    /// One call with a request made outside the timed part (building it parses the URI); the
+    /// service clone is handed back so it is dropped outside too.
+    fn call_http<S>((mut service, request): (S, Request)) -> (S, Response)
+    where
+        S: Service<Request, Response = Response>,
+        S::Error: fmt::Debug,
+    {
+        enter_timer_runtime();
+        let mut cx = Context::from_waker(Waker::noop());
+        match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => {}
+            other => panic!("the service was not ready: {other:?}"),
+        }
+        let response = drive(service.call(divan::black_box(request)));
+        (service, response)
+    }
+
+    fn bench_http<S>(bencher: Bencher, service: S)
+    where
+        S: Service<Request, Response = Response> + Clone + Send + Sync,
+        S::Error: fmt::Debug,
+    {
+        bencher
+            .with_inputs(|| (service.clone(), get()))
+            .bench_values(call_http);
+    }
+
+    /// Accepts every batch and does nothing with it.
+    #[derive(Debug)]
+    struct Discard;
+
+    impl SpanExporter for Discard {
+        async fn export(&self, _: Vec<SpanData>) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[divan::bench(args = INNERS, threads = [1, 2])]
+    fn without_span(bencher: Bencher, inner: Inner) {
+        bench_http(bencher, stack(inner, false));
+    }
+
+    #[divan::bench(args = INNERS, threads = [1, 2])]
+    fn with_span(bencher: Bencher, inner: Inner) {
+        bench_http(bencher, stack(inner, true));
+    }
+
+    #[divan::bench(args = INNERS)]
+    fn with_span_propagating(bencher: Bencher, inner: Inner) {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId};
+
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))
+            .build();
+        opentelemetry::global::set_tracer_provider(provider);
+        // The request's context as the demo's server side makes it: the caller's trace, not
+        // sampled, and a span id of this hop's.
+        let caller = opentelemetry::Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736),
+            SpanId::from(0x00f0_67aa_0ba9_02b7),
+            TraceFlags::default(),
+            true,
+            Default::default(),
+        ));
+        let _attached = caller.attach();
+        let service = stack(inner, true);
+        bencher
+            .with_inputs(|| (service.clone(), get()))
+            .bench_local_values(call_http);
+    }
+
+    #[divan::bench(args = INNERS)]
+    fn with_span_exporting(bencher: Bencher, inner: Inner) {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(Discard)
+            .build();
+        // As demo-kit installs it with an exporter.
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("bench"))
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false),
+        );
+        let _default = tracing::subscriber::set_default(subscriber);
+        let service = stack(inner, true);
+        bencher
+            .with_inputs(|| (service.clone(), get()))
+            .bench_local_values(call_http);
+        let _ = provider.shutdown();
+    }
+}

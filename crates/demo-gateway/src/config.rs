@@ -187,6 +187,10 @@ pub struct GatewayConfig {
     /// Re-resolve a `dns://` name at least this often, whatever its records' TTL says.
     #[arg(long, env = "GATEWAY_DNS_MAX_TTL", default_value = "30s", value_parser = parse_duration)]
     pub dns_max_ttl: Duration,
+
+    /// Where spans go (`--otlp-endpoint`), passed on to the services the demo starts.
+    #[command(flatten)]
+    pub telemetry: demo_kit::TelemetryArgs,
 }
 
 impl GatewayConfig {

@@ -165,6 +165,7 @@ async fn start_children(config: &mut GatewayConfig) -> Result<Vec<Running>, Stri
             service: "users",
             listen: local_addr(url)?,
             db: users_db.clone(),
+            otlp_endpoint: config.telemetry.otlp_endpoint.clone(),
         });
     }
     for (index, url) in config.orders.iter().enumerate() {
@@ -178,6 +179,7 @@ async fn start_children(config: &mut GatewayConfig) -> Result<Vec<Running>, Stri
             service: "orders",
             listen: local_addr(url)?,
             db: orders_db.clone(),
+            otlp_endpoint: config.telemetry.otlp_endpoint.clone(),
         });
     }
     let mut running = Vec::new();

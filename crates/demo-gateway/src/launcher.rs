@@ -34,6 +34,8 @@ pub struct ChildSpec {
     pub listen: SocketAddr,
     /// Its database file.
     pub db: PathBuf,
+    /// Where it sends its spans (the gateway's `--otlp-endpoint`, passed on).
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ChildSpec {
@@ -43,7 +45,7 @@ impl ChildSpec {
     }
 
     fn args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             self.service.to_owned(),
             "--listen".to_owned(),
             self.listen.to_string(),
@@ -51,7 +53,11 @@ impl ChildSpec {
             self.db.display().to_string(),
             "--replica".to_owned(),
             self.name.clone(),
-        ]
+        ];
+        if let Some(endpoint) = &self.otlp_endpoint {
+            args.extend(["--otlp-endpoint".to_owned(), endpoint.clone()]);
+        }
+        args
     }
 
     fn child_args(&self) -> Vec<String> {

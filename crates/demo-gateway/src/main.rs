@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use demo_gateway::config::Cli;
+use demo_gateway::config::{Cli, ServiceCommand};
 use demo_gateway::demo;
 
 /// mimalloc rather than glibc's malloc: per-thread free lists make the many small, short-lived
@@ -16,10 +16,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The services this binary runs (`demo-gateway users ...`) log every request, as the
-    // standalone service binaries do; the gateway only with --access-log.
-    let access_log = cli.service.is_some() || cli.gateway.access_log;
-    demo_kit::init_tracing(access_log);
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -27,11 +23,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Inside the runtime: the span exporter's batch processor is a task.
     runtime.block_on(async move {
-        match cli.service {
+        // The services this binary runs (`demo-gateway users ...`) log every request, as the
+        // standalone service binaries do; the gateway only with --access-log.
+        let telemetry = match &cli.service {
+            Some(ServiceCommand::Users { config, .. }) => {
+                demo_kit::init_telemetry("users", &config.replica, &config.telemetry, true)
+            }
+            Some(ServiceCommand::Orders { config, .. }) => {
+                demo_kit::init_telemetry("orders", &config.replica, &config.telemetry, true)
+            }
+            None => demo_kit::init_telemetry(
+                "gateway",
+                "gateway",
+                &cli.gateway.telemetry,
+                cli.gateway.access_log,
+            ),
+        };
+        let code = match cli.service {
             Some(service) => demo::run_service(service).await,
             None => demo::run_gateway(cli.gateway).await,
-        }
+        };
+        // The spans still batched go out before the process ends.
+        telemetry.shutdown().await;
+        code
     })
 }
 

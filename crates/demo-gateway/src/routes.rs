@@ -50,7 +50,9 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<demo_kit::BoxError>,
 {
-    let stack = Stack::new().with_served_by("gateway");
+    let stack = Stack::new()
+        .with_served_by("gateway")
+        .with_route_templates(|path| Some(crate::route_of(path)).filter(|route| *route != "other"));
     let app = RustApiService::new(&app(state.clone()), stack.body_limit());
     stack.wrap(EdgeLayer::new(state).layer(app))
 }

@@ -17,16 +17,16 @@ use crate::config::GatewayConfig;
 use crate::discovery;
 use crate::failure;
 
-/// Headers passed on to the services; everything else stays at the gateway. The trace context
-/// (W3C `traceparent`/`tracestate`, Zipkin's `b3` and `x-b3-*`, as Linkerd and Istio use them)
-/// passes through, so a trace continues across the gateway, in a mesh or not.
-const FORWARDED_HEADERS: [HeaderName; 12] = [
+/// Headers passed on to the services; everything else stays at the gateway. W3C
+/// `traceparent`/`tracestate` are not among them: the gateway continues the caller's trace in
+/// its server span, and each attempt writes its own `traceparent` (naming the attempt's span)
+/// and the trace's `tracestate` (the resilience crate's attempt span). Zipkin's `b3` and
+/// `x-b3-*` (as Linkerd and Istio may use them) pass through as they came.
+const FORWARDED_HEADERS: [HeaderName; 10] = [
     http::header::CONTENT_TYPE,
     http::header::ACCEPT,
     HeaderName::from_static(demo_kit::REQUEST_ID),
     HeaderName::from_static("idempotency-key"),
-    HeaderName::from_static("traceparent"),
-    HeaderName::from_static("tracestate"),
     HeaderName::from_static("b3"),
     HeaderName::from_static("x-b3-traceid"),
     HeaderName::from_static("x-b3-spanid"),

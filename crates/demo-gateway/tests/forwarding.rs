@@ -1,5 +1,5 @@
 //! What the gateway sends upstream: the request id, the idempotency key and the trace context
-//! go along; the client's API key, its credentials and hop-by-hop headers stay at the gateway.
+//! (continued: the gateway's attempt as parent) go along; the client's API key, its credentials and hop-by-hop headers stay at the gateway.
 //! In a mesh (`--mesh`) each request goes upstream once, whatever it answers.
 
 #![allow(clippy::unwrap_used)] // a test: a failed unwrap is a failed test
@@ -57,6 +57,8 @@ async fn answering_upstream(status: u16) -> (String, Arc<Mutex<Vec<HeaderMap>>>)
 
 #[tokio::test]
 async fn only_safe_headers_reach_the_upstream() {
+    // Propagation as the binaries set it up (no exporter).
+    demo_kit::init_tracing();
     let (url, seen) = recording_upstream().await;
     let config = Cli::try_parse_from([
         "demo-gateway",
@@ -113,10 +115,18 @@ async fn only_safe_headers_reach_the_upstream() {
     assert_eq!(headers["x-request-id"], "trace-me-7");
     assert_eq!(headers["idempotency-key"], "k-9");
     assert_eq!(headers["content-type"], "application/json");
-    assert_eq!(
-        headers["traceparent"],
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    // The trace continues: the same trace id and flags, the trace's state, and as parent the
+    // gateway's attempt span, not the client's span.
+    let traceparent = headers["traceparent"].to_str().unwrap();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{traceparent}");
+    assert_eq!(parts[0], "00");
+    assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_ne!(
+        parts[2], "00f067aa0ba902b7",
+        "the client's span is not the parent"
     );
+    assert_eq!(parts[3], "01");
     assert_eq!(headers["tracestate"], "vendor=1");
     assert_eq!(headers["b3"], "4bf92f3577b34da6-00f067aa0ba902b7-1");
     assert_eq!(headers["x-b3-traceid"], "4bf92f3577b34da6");

@@ -16,7 +16,9 @@
 //!   (`{"error": {"code": "...", "message": "..."}}`).
 //! - [`register`]: a replica registering itself in etcd under a lease it keeps alive, and
 //!   leaving the set on graceful shutdown (`--register etcd://HOST:PORT/PREFIX`).
-//! - [`shutdown_signal`] completes on SIGTERM or Ctrl-C; [`init_tracing`] sets up logging;
+//! - [`shutdown_signal`] completes on SIGTERM or Ctrl-C; [`init_telemetry`] sets up logging
+//!   and OpenTelemetry tracing (W3C trace context in, spans exported with `--otlp-endpoint`;
+//!   [`telemetry`]);
 //!   [`announce_listening`] prints the bound address for a parent process.
 //! - [`faults`]: injected latency and 500s, switchable at run time through `/admin/faults`.
 //! - [`input`] and [`response`]: parsing ids, pagination and JSON bodies into 400/422 errors that
@@ -67,7 +69,7 @@ mod shutdown;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod stack;
-mod telemetry;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -81,8 +83,10 @@ pub use serve::{
 };
 pub use service_main::run_service;
 pub use shutdown::shutdown_signal;
-pub use stack::{BoxError, DEFAULT_BODY_LIMIT, HttpResponse, HttpService, ResponseBody, Stack};
-pub use telemetry::init_tracing;
+pub use stack::{
+    BoxError, DEFAULT_BODY_LIMIT, HttpResponse, HttpService, ResponseBody, RouteOf, Stack,
+};
+pub use telemetry::{Telemetry, TelemetryArgs, init_telemetry, init_tracing};
 
 /// The header every response carries to say which replica served it.
 pub const SERVED_BY: &str = "x-served-by";

@@ -7,7 +7,8 @@
 //! |---|---|
 //! | `x-served-by` | every answer, errors included, says which replica made it |
 //! | `SetRequestId` / `PropagateRequestId` (tower-http) | keep the caller's `x-request-id` or make one, and echo it; rustapi-rs's `RequestIdLayer` always makes a new one |
-//! | `Trace` (tower-http) | one span per request carrying the request id; 5xx logged as failures |
+//! | [`ServerContextLayer`](crate::telemetry::ServerContextLayer) | continues the caller's W3C trace context (`traceparent`, `tracestate`) for the request's future |
+//! | `Trace` (tower-http) | one OpenTelemetry server span per request ([`server_span`](crate::telemetry::server_span)), continuing the caller's `traceparent`, carrying the request id and trace id; 5xx logged as failures |
 //! | JSON errors | rewrites error answers not made by [`AppError`](crate::AppError) (rustapi-rs's 404/405 and extractor errors, tower-http's plain-text 413) into the one JSON shape |
 //! | `RequestBodyLimit` (tower-http) | rejects an over-long `Content-Length` before reading; caps a chunked body as it streams |
 //! | faults | optional injected latency and 500s, for demos and tests ([`faults`](crate::faults)) |
@@ -16,6 +17,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
@@ -28,7 +30,7 @@ use tower::{Service, ServiceBuilder};
 
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 
 use crate::dispatch::RustApiService;
 use crate::faults::{FaultLayer, Faults};
@@ -71,7 +73,11 @@ pub struct Stack {
     body_limit: usize,
     served_by: Option<HeaderValue>,
     faults: Option<Faults>,
+    routes: Option<RouteOf>,
 }
+
+/// The route template of a path (`/users/7` → `/users/{id}`), `None` when unknown.
+pub type RouteOf = fn(&str) -> Option<&'static str>;
 
 impl Default for Stack {
     fn default() -> Self {
@@ -86,7 +92,15 @@ impl Stack {
             body_limit: DEFAULT_BODY_LIMIT,
             served_by: None,
             faults: None,
+            routes: None,
         }
+    }
+
+    /// Names each request's server span after its route template, as `route_of` finds it
+    /// (default: after the method alone; never after the raw path).
+    pub fn with_route_templates(mut self, route_of: RouteOf) -> Self {
+        self.routes = Some(route_of);
+        self
     }
 
     /// Answers 413 to request bodies over `limit` bytes, with or without `Content-Length`.
@@ -142,6 +156,7 @@ impl Stack {
         B::Error: Into<BoxError>,
     {
         let served_by = self.served_by.clone();
+        let routes = self.routes;
         let service = ServiceBuilder::new()
             .map_response(move |mut res: HttpResponse| {
                 if let Some(name) = &served_by {
@@ -158,22 +173,21 @@ impl Stack {
                 REQUEST_ID,
             )))
             .map_response(boxed)
+            .layer(crate::telemetry::ServerContextLayer)
             .layer(
                 TraceLayer::new_for_http()
-                    .make_span_with(|req: &http::Request<B>| {
-                        let id = req
-                            .headers()
-                            .get(REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("");
-                        tracing::info_span!(
-                            "request",
-                            method = %req.method(),
-                            path = %req.uri().path(),
-                            request_id = %id,
-                        )
+                    .make_span_with(move |req: &http::Request<B>| {
+                        let route = routes.and_then(|route_of| route_of(req.uri().path()));
+                        crate::telemetry::server_span(req, route)
                     })
-                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                    .on_response(
+                        |res: &HttpResponse, latency: Duration, span: &tracing::Span| {
+                            crate::telemetry::record_status(span, res.status());
+                            DefaultOnResponse::new()
+                                .level(tracing::Level::INFO)
+                                .on_response(res, latency, span);
+                        },
+                    ),
             )
             .layer(JsonErrorsLayer {
                 body_limit: self.body_limit,

@@ -25,6 +25,7 @@ use crate::stack::HttpService;
 
 pub mod dns;
 pub mod etcd;
+pub mod otlp;
 pub mod postgres;
 mod servers;
 
@@ -192,19 +193,47 @@ impl ServiceProcess {
     /// to 60 s) for its [`LISTENING_PREFIX`] line. The child's stdout is drained in a thread; its
     /// stderr is inherited, quietened with `RUST_LOG=warn` unless the caller set `RUST_LOG`.
     pub fn spawn(program: impl AsRef<Path>, args: &[&str]) -> Self {
-        let program = program.as_ref();
+        Self::start(program.as_ref(), args, &[], None)
+    }
+
+    /// As [`spawn`](Self::spawn), with `env` set for the child and its stderr (its log lines)
+    /// kept in the returned [`Logs`] instead of inherited.
+    pub fn spawn_logged(
+        program: impl AsRef<Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Self, Logs) {
+        let logs = Logs::default();
+        let process = Self::start(program.as_ref(), args, env, Some(logs.clone()));
+        (process, logs)
+    }
+
+    fn start(program: &Path, args: &[&str], env: &[(&str, &str)], logs: Option<Logs>) -> Self {
         let mut command = Command::new(program);
         command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match logs {
+                Some(_) => Stdio::piped(),
+                None => Stdio::inherit(),
+            });
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "warn");
         }
+        command.envs(env.iter().copied());
         let mut child = command
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {}: {err}", program.display()));
+        if let Some(logs) = logs {
+            let stderr = child.stderr.take().expect("stderr was piped above");
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    logs.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout was piped above");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -277,6 +306,25 @@ impl ServiceProcess {
                 Err(err) => panic!("cannot wait for child: {err}"),
             }
         }
+    }
+}
+
+/// The log lines (stderr) of a [`ServiceProcess::spawn_logged`] child, as they arrive.
+#[derive(Debug, Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Logs {
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The lines so far that contain `text`.
+    pub fn containing(&self, text: &str) -> Vec<String> {
+        self.lines()
+            .into_iter()
+            .filter(|line| line.contains(text))
+            .collect()
     }
 }
 

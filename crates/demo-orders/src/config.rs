@@ -55,6 +55,10 @@ pub struct Config {
     /// from the loopback interface.
     #[command(flatten)]
     pub faults: FaultArgs,
+
+    /// Where spans go (`--otlp-endpoint`); nowhere by default.
+    #[command(flatten)]
+    pub telemetry: demo_kit::TelemetryArgs,
 }
 
 impl Config {

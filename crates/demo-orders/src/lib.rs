@@ -28,5 +28,5 @@ mod state;
 pub mod storage;
 
 pub use config::Config;
-pub use routes::{app, main_with, run, service, stack};
+pub use routes::{app, main_with, route_of, run, service, stack};
 pub use state::AppState;

@@ -10,6 +10,8 @@ use demo_orders::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    demo_kit::init_tracing(true);
-    demo_orders::main_with(config, demo_kit::shutdown_signal()).await
+    let telemetry = demo_kit::init_telemetry("orders", &config.replica, &config.telemetry, true);
+    let code = demo_orders::main_with(config, demo_kit::shutdown_signal()).await;
+    telemetry.shutdown().await;
+    code
 }

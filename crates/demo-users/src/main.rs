@@ -12,6 +12,8 @@ use demo_users::Config;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    demo_kit::init_tracing(true);
-    demo_users::main_with(config, demo_kit::shutdown_signal()).await
+    let telemetry = demo_kit::init_telemetry("users", &config.replica, &config.telemetry, true);
+    let code = demo_users::main_with(config, demo_kit::shutdown_signal()).await;
+    telemetry.shutdown().await;
+    code
 }

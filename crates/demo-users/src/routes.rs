@@ -28,10 +28,23 @@ pub fn app(state: AppState) -> RustApi {
     faults::routes(app, faults)
 }
 
-/// The serving layers for `state`'s replica: `x-served-by`, request ids, tracing, JSON errors,
-/// the 64 KiB body limit and fault injection.
+/// The serving layers for `state`'s replica: `x-served-by`, request ids, tracing (spans named
+/// by [`route_of`]), JSON errors, the 64 KiB body limit and fault injection.
 pub fn stack(state: &AppState) -> Stack {
-    state.stack()
+    state.stack().with_route_templates(route_of)
+}
+
+/// The route template of `path`, naming its server span (`GET /users/{id}`, never the raw
+/// path); `None` for a path no route serves.
+pub fn route_of(path: &str) -> Option<&'static str> {
+    let mut segments = path.trim_end_matches('/').split('/').skip(1);
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some("health"), None, _) => Some("/health"),
+        (Some("users"), None, _) => Some("/users"),
+        (Some("users"), Some(_), None) => Some("/users/{id}"),
+        (Some("admin"), Some("faults"), None) => Some("/admin/faults"),
+        _ => None,
+    }
 }
 
 /// The app as a tower service over any request body (in-process tests use `Full<Bytes>`).
@@ -40,7 +53,7 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<demo_kit::BoxError>,
 {
-    state.stack().service(&app(state))
+    stack(&state).service(&app(state))
 }
 
 /// Serves the users service on `listener` until `shutdown` completes; then stops accepting,
@@ -80,4 +93,20 @@ pub async fn main_with(
         run,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_of;
+
+    #[test]
+    fn spans_are_named_by_route_template() {
+        assert_eq!(route_of("/users/42"), Some("/users/{id}"));
+        assert_eq!(route_of("/users"), Some("/users"));
+        assert_eq!(route_of("/users/"), Some("/users"));
+        assert_eq!(route_of("/health"), Some("/health"));
+        assert_eq!(route_of("/admin/faults"), Some("/admin/faults"));
+        assert_eq!(route_of("/users/42/x"), None);
+        assert_eq!(route_of("/elsewhere"), None);
+    }
 }

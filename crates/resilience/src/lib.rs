@@ -12,6 +12,7 @@
 //! | [`http`] | HTTP failure classes, idempotency, `Retry-After`, a capped body read | feature `http` |
 //! | [`http::ResilientClient`] | all of the above over reqwest (with rustls), in a few lines | feature `reqwest` |
 //! | [`admin`] | a live dashboard of every breaker (JSON, Server-Sent Events, one HTML page) with force open / closed / reset | feature `admin` |
+//! | [`http::trace`] | an OpenTelemetry client span per attempt and a W3C `traceparent` naming it (inside `ResilientClient` too) | feature `opentelemetry`, [`http::trace::AttemptSpanLayer`] + service |
 //! | configuration files | breaker, hedge, retry and client settings from TOML or JSON, checked by the same builders | feature `serde` |
 //!
 //! They work over any tower `Service`, not only HTTP, and compose in this order, outermost

@@ -144,6 +144,7 @@ where
                     if let Some((mut service, copy)) =
                         this.spare.take().filter(|_| shared.try_spend())
                     {
+                        tracing::debug!(target: "resilience::hedge", "hedging: the call is slower than the hedge delay, racing a copy");
                         this.hedge.set(Some(service.call(copy)));
                     }
                 }

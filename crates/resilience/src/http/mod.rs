@@ -14,6 +14,9 @@
 //!   cloneable body: hyper-util, axum, tonic) and, with `reqwest`, for `reqwest::Request`.
 //! - With `reqwest`: [`HttpEndpoint`], a `reqwest::Client` bound to one base URL, and
 //!   [`ResilientClient`], the full stack over a list of endpoint URLs.
+//! - With `opentelemetry`: [`trace`], one client span per attempt (retries and hedges
+//!   included, with `http.request.resend_count` from [`ResendCount`]) and a W3C `traceparent`
+//!   naming it on the request; `ResilientClient` puts it on every endpoint.
 
 mod body;
 mod classify;
@@ -22,11 +25,13 @@ mod request;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod retry;
+#[cfg(feature = "opentelemetry")]
+pub mod trace;
 
 pub use self::body::{BodyFailed, BodyTooLarge, ReadBody};
 pub use self::classify::HttpClassifier;
 pub use self::hedge::IdempotentHedge;
-pub use self::request::HttpRequest;
+pub use self::request::{HttpRequest, ResendCount};
 #[cfg(all(feature = "reqwest", feature = "serde"))]
 pub use self::reqwest::ResilientClientConfig;
 #[cfg(feature = "reqwest")]

@@ -62,15 +62,24 @@ impl<R: HttpRequest, B> RetryRules<R, http::Response<B>, BoxError> for HttpRetry
         copy
     }
 
+    fn prepare_resend(&self, request: &mut R, resend_count: u32) {
+        request.set_resend_count(resend_count);
+    }
+
     fn classify(&self, request: &R, result: &Result<http::Response<B>, BoxError>) -> RetryDecision {
         match result {
             Err(error) => {
                 let error: &(dyn std::error::Error + 'static) = error.as_ref();
-                if is_local_rejection(error) || find_in_chain::<BodyTooLarge>(error).is_some() {
+                if is_local_rejection(error) {
+                    tracing::debug!(target: "resilience::retry", %error, "not retrying: a rejection of this client's own, no upstream failed");
+                    RetryDecision::DoNotRetry
+                } else if find_in_chain::<BodyTooLarge>(error).is_some() {
+                    tracing::debug!(target: "resilience::retry", "not retrying: the answer is over the body cap, another endpoint would send the same");
                     RetryDecision::DoNotRetry
                 } else if never_sent(error) {
                     RetryDecision::RetryNeverSent
                 } else if !Self::is_replayable(request) {
+                    tracing::debug!(target: "resilience::retry", method = %request.method(), "not retrying: the method is not idempotent and there is no Idempotency-Key");
                     RetryDecision::DoNotRetry
                 } else if connection_broke(error) {
                     RetryDecision::RetryAtOnce
@@ -79,8 +88,13 @@ impl<R: HttpRequest, B> RetryRules<R, http::Response<B>, BoxError> for HttpRetry
                 }
             }
             Ok(response)
-                if Self::is_retryable_status(response.status()) && Self::is_replayable(request) =>
+                if Self::is_retryable_status(response.status())
+                    && !Self::is_replayable(request) =>
             {
+                tracing::debug!(target: "resilience::retry", method = %request.method(), status = response.status().as_u16(), "not retrying: the method is not idempotent and there is no Idempotency-Key");
+                RetryDecision::DoNotRetry
+            }
+            Ok(response) if Self::is_retryable_status(response.status()) => {
                 match response.headers().get(header::RETRY_AFTER) {
                     Some(value) => match parse_retry_after(value, SystemTime::now()) {
                         Some(delay) => RetryDecision::RetryAfter(delay),

@@ -299,6 +299,7 @@ where
             tracing::debug!(target: "resilience::retry", attempts, "retrying at once: the request was never sent");
             self.retries += 1;
             self.shared.retries.fetch_add(1, Ordering::Relaxed);
+            self.rules.prepare_resend(request, self.retries);
             return Some(Backoff::none());
         }
         if let Some(asked) = server_delay.filter(|asked| *asked > self.settings.retry_after_cap) {
@@ -328,6 +329,8 @@ where
         }
         self.retries += 1;
         self.shared.retries.fetch_add(1, Ordering::Relaxed);
+        self.rules.prepare_resend(request, self.retries);
+        tracing::debug!(target: "resilience::retry", attempts, ?delay, ?decision, "retrying");
         Some(if delay.is_zero() {
             Backoff::none()
         } else {

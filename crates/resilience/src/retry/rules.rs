@@ -32,6 +32,14 @@ pub trait RetryRules<Request, Response, Error> {
 
     /// Whether `result`, the answer to `request`, should be retried.
     fn classify(&self, request: &Request, result: &Result<Response, Error>) -> RetryDecision;
+
+    /// Called on the copy about to be sent again, once the policy has decided to retry:
+    /// `resend_count` is 1 for the first retry, 2 for the second. The HTTP rules record it on
+    /// the request, for the per-attempt span's `http.request.resend_count`. Does nothing by
+    /// default.
+    fn prepare_resend(&self, request: &mut Request, resend_count: u32) {
+        let _ = (request, resend_count);
+    }
 }
 
 /// Retries every error except this crate's local rejections; never retries a response.

@@ -12,6 +12,7 @@ use tower::retry::Retry;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::attempt::{Attempt, Rebase, SendAttempt};
 use super::endpoint::{DEFAULT_MAX_BODY, HttpEndpoint};
 use crate::circuit_breaker::HealthCheck;
 use crate::hedge::{Hedge, HedgeConfig, HedgeMetrics};
@@ -22,12 +23,18 @@ use crate::{
     RoundRobin, RoundRobinHandle, Timeout, TimeoutLayer,
 };
 
+/// One endpoint: rebase → [attempt span →] breaker → [latency →] attempt timeout → reqwest and
+/// the body.
+type Endpoint = Rebase<Traced<CircuitBreaker<TimedAttempt, HttpClassifier>>>;
 /// One attempt; with the `admin` feature, timed for the dashboard (two clock reads per attempt).
 #[cfg(feature = "admin")]
-type Attempt = crate::admin::Latency<Timeout<HttpEndpoint>>;
+type TimedAttempt = crate::admin::Latency<Timeout<SendAttempt>>;
 #[cfg(not(feature = "admin"))]
-type Attempt = Timeout<HttpEndpoint>;
-type Endpoint = CircuitBreaker<Attempt, HttpClassifier>;
+type TimedAttempt = Timeout<SendAttempt>;
+#[cfg(feature = "opentelemetry")]
+type Traced<S> = crate::http::trace::AttemptSpan<S>;
+#[cfg(not(feature = "opentelemetry"))]
+type Traced<S> = S;
 type Balancer = RoundRobin<String, Endpoint>;
 type Stack = Deadline<
     Retry<RetryPolicy<HttpRetryRules>, Hedge<FailFast<Balancer>, Option<IdempotentHedge>>>,
@@ -41,6 +48,10 @@ type Stack = Deadline<
 ///                                                     └─ breaker → attempt timeout → reqwest + body → endpoint 2
 ///                                      while a breaker is open: GET /health every ~250 ms ──┘
 /// ```
+///
+/// With the `opentelemetry` feature, each endpoint's stack starts with an
+/// [`AttemptSpan`](crate::http::trace::AttemptSpan): one client span per attempt, retries and
+/// hedge copies included, and a `traceparent` naming it on the request.
 ///
 /// An attempt is the whole exchange: the request, the headers and the body, read to the end
 /// under a cap, so the attempt timeout, the breaker and the retry all cover a body that stalls
@@ -105,17 +116,26 @@ struct EndpointFactory {
     health: Option<HealthSettings>,
 }
 
+/// What stays in reach of an endpoint once the balancer owns it.
+struct EndpointHandles {
+    breaker: CircuitBreakerHandle,
+    #[cfg(feature = "admin")]
+    latency: crate::admin::LatencyRecorder,
+}
+
 impl EndpointFactory {
-    /// The endpoint for `base`, keyed by its URL; its breaker is named `upstream@url`.
-    fn make(&self, base: Url) -> Result<(String, Endpoint), InvalidConfig> {
+    /// The endpoint for `base`, keyed by its URL, and its handles; the breaker is named
+    /// `upstream@url`.
+    fn make(&self, base: Url) -> Result<(String, Endpoint, EndpointHandles), InvalidConfig> {
         let (key, name) = self.key_and_name(&base);
         let health = self
             .health
             .as_ref()
             .map(|health| self.health_check(&base, health))
             .transpose()?;
-        let attempt = TimeoutLayer::new(self.attempt_timeout)
-            .layer(HttpEndpoint::new(self.client.clone(), base).with_max_body(self.max_body));
+        let attempt = TimeoutLayer::new(self.attempt_timeout).layer(SendAttempt::new(
+            HttpEndpoint::new(self.client.clone(), base.clone()).with_max_body(self.max_body),
+        ));
         #[cfg(feature = "admin")]
         let attempt =
             crate::admin::LatencyLayer::new(crate::admin::LatencyRecorder::new()).layer(attempt);
@@ -127,7 +147,14 @@ impl EndpointFactory {
         if let Some(check) = health {
             endpoint = endpoint.with_health_check(check)?;
         }
-        Ok((key, endpoint))
+        let handles = EndpointHandles {
+            breaker: endpoint.handle(),
+            #[cfg(feature = "admin")]
+            latency: endpoint.get_ref().recorder().clone(),
+        };
+        #[cfg(feature = "opentelemetry")]
+        let endpoint = crate::http::trace::AttemptSpan::new(endpoint);
+        Ok((key, Rebase::new(base, endpoint), handles))
     }
 
     /// `GET base/path`, healthy when it answers 2xx and its whole body within the check's
@@ -277,16 +304,13 @@ impl ResilientClient {
 
     /// Adds an endpoint while requests flow (the others keep their breaker state).
     pub fn add_endpoint(&self, url: &str) -> Result<(), InvalidConfig> {
-        let (key, endpoint) = self.parts.factory.make(parse_endpoint(url)?)?;
-        let handle = endpoint.handle();
+        let (key, endpoint, handles) = self.parts.factory.make(parse_endpoint(url)?)?;
+        let handle = handles.breaker;
         #[cfg(feature = "admin")]
         {
             let mut latencies = self.parts.latencies();
             latencies.retain(|(name, _)| name != handle.name());
-            latencies.push((
-                handle.name().to_owned(),
-                endpoint.get_ref().recorder().clone(),
-            ));
+            latencies.push((handle.name().to_owned(), handles.latency));
         }
         let mut breakers = self.parts.breakers();
         breakers.retain(|existing| existing.name() != handle.name());
@@ -327,7 +351,7 @@ impl Service<Request> for ResilientClient {
 
     fn call(&mut self, request: Request) -> Self::Future {
         ResponseFuture {
-            inner: self.stack.call(request),
+            inner: self.stack.call(Attempt::new(request)),
         }
     }
 }
@@ -337,7 +361,7 @@ pin_project! {
     /// why there is none. Its type does not name the layers inside, so they can change.
     pub struct ResponseFuture {
         #[pin]
-        inner: <Stack as Service<Request>>::Future,
+        inner: <Stack as Service<Attempt>>::Future,
     }
 }
 
@@ -556,22 +580,17 @@ impl ResilientClientBuilder {
             health: self.health,
         };
         let request_base = bases[0].clone();
-        let endpoints = bases
-            .into_iter()
-            .map(|base| factory.make(base))
-            .collect::<Result<Vec<_>, _>>()?;
-        let breakers = endpoints
-            .iter()
-            .map(|(_, endpoint)| endpoint.handle())
-            .collect();
+        let mut breakers = Vec::with_capacity(bases.len());
+        let mut endpoints = Vec::with_capacity(bases.len());
         #[cfg(feature = "admin")]
-        let latencies = endpoints
-            .iter()
-            .map(|(_, endpoint)| {
-                let recorder = endpoint.get_ref().recorder().clone();
-                (endpoint.handle().name().to_owned(), recorder)
-            })
-            .collect();
+        let mut latencies = Vec::with_capacity(bases.len());
+        for base in bases {
+            let (key, endpoint, handles) = factory.make(base)?;
+            endpoints.push((key, endpoint));
+            #[cfg(feature = "admin")]
+            latencies.push((handles.breaker.name().to_owned(), handles.latency));
+            breakers.push(handles.breaker);
+        }
         let balancer = RoundRobin::new(endpoints);
         let copies = self.hedge.is_some().then_some(IdempotentHedge);
         let mut hedge = Hedge::new(

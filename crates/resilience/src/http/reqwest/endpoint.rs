@@ -51,16 +51,31 @@ impl HttpEndpoint {
     }
 
     fn rebase(&self, url: &Url) -> Url {
-        let mut target = self.base.clone();
-        let prefix = self.base.path().trim_end_matches('/');
-        if !prefix.is_empty() {
-            target.set_path(&format!("{prefix}{}", url.path()));
-        } else {
-            target.set_path(url.path());
-        }
-        target.set_query(url.query());
-        target
+        rebase(&self.base, url)
     }
+
+    /// Sends `request` as it is (its URL already this endpoint's) and reads the answer.
+    pub(super) fn send(&mut self, request: Request) -> ResponseFuture {
+        ResponseFuture {
+            state: Exchange::Sending {
+                future: self.client.call(request),
+                max_body: self.max_body,
+            },
+        }
+    }
+}
+
+/// `url`'s path and query on `base` (after its base path, if it has one).
+pub(super) fn rebase(base: &Url, url: &Url) -> Url {
+    let mut target = base.clone();
+    let prefix = base.path().trim_end_matches('/');
+    if !prefix.is_empty() {
+        target.set_path(&format!("{prefix}{}", url.path()));
+    } else {
+        target.set_path(url.path());
+    }
+    target.set_query(url.query());
+    target
 }
 
 impl Service<Request> for HttpEndpoint {
@@ -74,12 +89,7 @@ impl Service<Request> for HttpEndpoint {
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         *request.url_mut() = self.rebase(request.url());
-        ResponseFuture {
-            state: Exchange::Sending {
-                future: self.client.call(request),
-                max_body: self.max_body,
-            },
-        }
+        self.send(request)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The reqwest adapter: an endpoint bound to one base URL, and the whole stack as one client.
 
+mod attempt;
 mod client;
 #[cfg(feature = "serde")]
 mod config;
