@@ -389,7 +389,7 @@ async fn without_an_exporter_the_trace_still_reaches_the_services() {
     let line = cluster
         .gateway
         .1
-        .containing("url.path=/api/users/2")
+        .containing("path=/api/users/2")
         .into_iter()
         .find(|line| line.contains("trace_id="))
         .expect("the gateway logged the request with a trace id");

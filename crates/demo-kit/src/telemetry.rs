@@ -282,12 +282,19 @@ where
 /// child of the caller's span when [`ServerContextLayer`] found a valid `traceparent`; with
 /// `trace_id` (and the caller's span as `parent_id`) recorded, so every log line inside
 /// carries them.
+///
+/// Without an exporter the span is only for log lines: it carries the method, path, request id
+/// and the two ids, all known when it is made, and none of the OpenTelemetry attributes, which
+/// the log formatter would otherwise write out (and write again on every `record`) per request.
 pub fn server_span<B>(request: &http::Request<B>, route: Option<&'static str>) -> tracing::Span {
     let id = request
         .headers()
         .get(crate::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    if !OTEL_LAYER.load(Ordering::Relaxed) {
+        return log_span(request, id);
+    }
     let span = tracing::info_span!(
         "request",
         otel.name = %SpanName(request.method(), route),
@@ -324,6 +331,32 @@ pub fn server_span<B>(request: &http::Request<B>, route: Option<&'static str>) -
         span.record("trace_id", display(own.trace_id()));
     }
     span
+}
+
+/// The server span when nothing is exported: what log lines need, recorded once.
+fn log_span<B>(request: &http::Request<B>, request_id: &str) -> tracing::Span {
+    let ids = request.extensions().get::<RequestContext>().map(|context| {
+        let caller = context.caller.span().span_context().clone();
+        let own = context
+            .own
+            .as_ref()
+            .map(|own| own.span().span_context().clone());
+        (caller, own)
+    });
+    let (caller, own) = match &ids {
+        Some((caller, own)) => (Some(caller), own.as_ref()),
+        None => (None, None),
+    };
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        trace_id = own.filter(|own| own.is_valid()).map(|own| display(own.trace_id())),
+        parent_id = caller
+            .filter(|caller| caller.is_valid())
+            .map(|caller| display(caller.span_id())),
+    )
 }
 
 /// Records the answer's status on a [`server_span`]; 5xx fail the span (4xx are the client's).
