@@ -25,6 +25,20 @@ pub fn parse_id(raw: &str) -> Result<i64, AppError> {
     }
 }
 
+/// One page of a listing, as the services answer it: the items, the page asked for, and how
+/// many items match in all.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listing<T> {
+    /// The items on this page, by id.
+    pub items: Vec<T>,
+    /// The page size asked for.
+    pub limit: i64,
+    /// The offset asked for.
+    pub offset: i64,
+    /// How many items match, on every page.
+    pub total: i64,
+}
+
 /// `limit` and `offset` query parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -39,6 +53,16 @@ impl Page {
     pub const DEFAULT_LIMIT: i64 = 20;
     /// The largest `limit` accepted.
     pub const MAX_LIMIT: i64 = 100;
+
+    /// `items`, this page of a listing of `total` items.
+    pub fn listing<T>(self, items: Vec<T>, total: i64) -> Listing<T> {
+        Listing {
+            items,
+            limit: self.limit,
+            offset: self.offset,
+            total,
+        }
+    }
 
     /// Reads `limit` and `offset` from the query string.
     ///

@@ -6,7 +6,7 @@
 use demo_kit::AppError;
 use demo_kit::database::Database;
 use demo_kit::idempotency::Created;
-use demo_kit::input::Page;
+use demo_kit::input::{Listing, Page};
 use serde::Serialize;
 
 mod postgres;
@@ -63,19 +63,6 @@ impl NewOrder {
                 .and_then(|line| sum.checked_add(line))
         })
     }
-}
-
-/// One page of orders.
-#[derive(Debug, Clone, Serialize)]
-pub struct OrderPage {
-    /// The orders, by id.
-    pub items: Vec<Order>,
-    /// The page size asked for.
-    pub limit: i64,
-    /// The offset asked for.
-    pub offset: i64,
-    /// How many orders match (all, or the user's).
-    pub total: i64,
 }
 
 /// The demo orders present on a fresh start (ids 1 and 2, for demo users 1 and 2).
@@ -151,7 +138,11 @@ pub async fn get(db: &Database, id: i64) -> Result<Order, AppError> {
 ///
 /// # Errors
 /// Database errors.
-pub async fn list(db: &Database, page: Page, user_id: Option<i64>) -> Result<OrderPage, AppError> {
+pub async fn list(
+    db: &Database,
+    page: Page,
+    user_id: Option<i64>,
+) -> Result<Listing<Order>, AppError> {
     match db {
         Database::Sqlite(pool) => pool.run(move |c| sqlite::list(c, page, user_id)).await,
         Database::Postgres(pool) => postgres::list(pool, page, user_id).await,

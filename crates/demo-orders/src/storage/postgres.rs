@@ -6,11 +6,11 @@
 
 use demo_kit::AppError;
 use demo_kit::idempotency::{self, Created};
-use demo_kit::input::Page;
+use demo_kit::input::{Listing, Page};
 use demo_kit::postgres::Pool;
 use tokio_postgres::{GenericClient, IsolationLevel, Row, Transaction};
 
-use super::{Item, NewOrder, Order, OrderPage, not_found, seed, total};
+use super::{Item, NewOrder, Order, not_found, seed, total};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -132,7 +132,7 @@ pub(super) async fn list(
     pool: &Pool,
     page: Page,
     user_id: Option<i64>,
-) -> Result<OrderPage, AppError> {
+) -> Result<Listing<Order>, AppError> {
     let mut client = pool.get().await?;
     let tx = client
         .build_transaction()
@@ -163,12 +163,7 @@ pub(super) async fn list(
         load_items(&*tx, order).await?;
     }
     tx.commit().await?;
-    Ok(OrderPage {
-        items,
-        limit: page.limit,
-        offset: page.offset,
-        total,
-    })
+    Ok(page.listing(items, total))
 }
 
 pub(super) async fn create(

@@ -4,10 +4,10 @@
 
 use demo_kit::AppError;
 use demo_kit::idempotency::{self, Created};
-use demo_kit::input::Page;
+use demo_kit::input::{Listing, Page};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::{Item, NewOrder, Order, OrderPage, not_found, seed, total};
+use super::{Item, NewOrder, Order, not_found, seed, total};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS orders (
@@ -159,7 +159,7 @@ pub(super) fn list(
     conn: &mut Connection,
     page: Page,
     user_id: Option<i64>,
-) -> Result<OrderPage, AppError> {
+) -> Result<Listing<Order>, AppError> {
     let tx = conn.transaction()?;
     // `?1 IS NULL` makes the filter optional without building SQL by hand.
     let total = tx.query_row(
@@ -179,12 +179,7 @@ pub(super) fn list(
         load_items(&tx, order)?;
     }
     tx.commit()?;
-    Ok(OrderPage {
-        items,
-        limit: page.limit,
-        offset: page.offset,
-        total,
-    })
+    Ok(page.listing(items, total))
 }
 
 /// Stores a new order with its items; with an idempotency key, records the answer in the same

@@ -6,7 +6,7 @@
 use demo_kit::AppError;
 use demo_kit::database::Database;
 use demo_kit::idempotency::Created;
-use demo_kit::input::Page;
+use demo_kit::input::{Listing, Page};
 use serde::Serialize;
 
 mod postgres;
@@ -39,19 +39,6 @@ pub struct NewUser {
     pub name: String,
     /// Email address.
     pub email: String,
-}
-
-/// One page of users.
-#[derive(Debug, Clone, Serialize)]
-pub struct UserPage {
-    /// The users, by id.
-    pub items: Vec<User>,
-    /// The page size asked for.
-    pub limit: i64,
-    /// The offset asked for.
-    pub offset: i64,
-    /// How many users exist.
-    pub total: i64,
 }
 
 fn duplicate_email(email: &str) -> AppError {
@@ -100,7 +87,7 @@ pub async fn get(db: &Database, id: i64) -> Result<User, AppError> {
 ///
 /// # Errors
 /// Database errors.
-pub async fn list(db: &Database, page: Page) -> Result<UserPage, AppError> {
+pub async fn list(db: &Database, page: Page) -> Result<Listing<User>, AppError> {
     match db {
         Database::Sqlite(pool) => pool.run(move |c| sqlite::list(c, page)).await,
         Database::Postgres(pool) => postgres::list(pool, page).await,

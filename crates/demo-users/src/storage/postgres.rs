@@ -5,11 +5,11 @@
 
 use demo_kit::AppError;
 use demo_kit::idempotency::{self, Created};
-use demo_kit::input::Page;
+use demo_kit::input::{Listing, Page};
 use demo_kit::postgres::{Pool, is_unique_violation};
 use tokio_postgres::{IsolationLevel, Row};
 
-use super::{NewUser, SEED, User, UserPage, duplicate_email, not_found};
+use super::{NewUser, SEED, User, duplicate_email, not_found};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -72,7 +72,7 @@ pub(super) async fn get(pool: &Pool, id: i64) -> Result<User, AppError> {
         .ok_or_else(|| not_found(id))
 }
 
-pub(super) async fn list(pool: &Pool, page: Page) -> Result<UserPage, AppError> {
+pub(super) async fn list(pool: &Pool, page: Page) -> Result<Listing<User>, AppError> {
     let mut client = pool.get().await?;
     let tx = client
         .build_transaction()
@@ -94,12 +94,7 @@ pub(super) async fn list(pool: &Pool, page: Page) -> Result<UserPage, AppError> 
         .map(user_from_row)
         .collect::<Result<Vec<_>, _>>()?;
     tx.commit().await?;
-    Ok(UserPage {
-        items,
-        limit: page.limit,
-        offset: page.offset,
-        total,
-    })
+    Ok(page.listing(items, total))
 }
 
 pub(super) async fn create(

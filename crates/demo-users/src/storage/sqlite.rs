@@ -4,11 +4,11 @@
 
 use demo_kit::AppError;
 use demo_kit::idempotency::{self, Created};
-use demo_kit::input::Page;
+use demo_kit::input::{Listing, Page};
 use demo_kit::sqlite::is_unique_violation;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{NewUser, SEED, User, UserPage, duplicate_email};
+use super::{NewUser, SEED, User, duplicate_email};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -85,7 +85,7 @@ pub(super) fn get(conn: &mut Connection, id: i64) -> Result<User, AppError> {
 ///
 /// # Errors
 /// Database errors.
-pub(super) fn list(conn: &mut Connection, page: Page) -> Result<UserPage, AppError> {
+pub(super) fn list(conn: &mut Connection, page: Page) -> Result<Listing<User>, AppError> {
     // One read transaction, so the count and the page agree.
     let tx = conn.transaction()?;
     let total = tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
@@ -97,12 +97,7 @@ pub(super) fn list(conn: &mut Connection, page: Page) -> Result<UserPage, AppErr
             .collect::<Result<Vec<_>, _>>()?
     };
     tx.commit()?;
-    Ok(UserPage {
-        items,
-        limit: page.limit,
-        offset: page.offset,
-        total,
-    })
+    Ok(page.listing(items, total))
 }
 
 /// Stores a new user; with an idempotency key, records the answer in the same transaction or
