@@ -177,8 +177,7 @@ impl Stack {
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(move |req: &http::Request<B>| {
-                        let route = routes.and_then(|route_of| route_of(req.uri().path()));
-                        crate::telemetry::server_span(req, route)
+                        crate::telemetry::server_span(req, routes)
                     })
                     .on_response(
                         |res: &HttpResponse, latency: Duration, span: &tracing::Span| {

@@ -285,8 +285,9 @@ where
 ///
 /// Without an exporter the span is only for log lines: it carries the method, path, request id
 /// and the two ids, all known when it is made, and none of the OpenTelemetry attributes, which
-/// the log formatter would otherwise write out (and write again on every `record`) per request.
-pub fn server_span<B>(request: &http::Request<B>, route: Option<&'static str>) -> tracing::Span {
+/// the log formatter would otherwise write out (and write again on every `record`) per request;
+/// `routes`, which names the route template, is then not asked.
+pub fn server_span<B>(request: &http::Request<B>, routes: Option<crate::RouteOf>) -> tracing::Span {
     let id = request
         .headers()
         .get(crate::REQUEST_ID)
@@ -295,6 +296,7 @@ pub fn server_span<B>(request: &http::Request<B>, route: Option<&'static str>) -
     if !OTEL_LAYER.load(Ordering::Relaxed) {
         return log_span(request, id);
     }
+    let route = routes.and_then(|route_of| route_of(request.uri().path()));
     let span = tracing::info_span!(
         "request",
         otel.name = %SpanName(request.method(), route),
