@@ -8,7 +8,7 @@ use demo_kit::input::{Listing, Page};
 use demo_kit::sqlite::is_unique_violation;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
-use super::{NewUser, SEED, User, duplicate_email};
+use super::{NewUser, SEED, User, duplicate_email, not_found};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
@@ -78,7 +78,7 @@ pub(super) fn get(conn: &mut Connection, id: i64) -> Result<User, AppError> {
         user_from_row,
     )
     .optional()?
-    .ok_or_else(|| AppError::not_found(format!("user {id} not found")))
+    .ok_or_else(|| not_found(id))
 }
 
 /// A page of users ordered by id.
@@ -150,7 +150,7 @@ pub(super) fn update(conn: &mut Connection, id: i64, user: &NewUser) -> Result<U
                 err.into()
             }
         })?
-        .ok_or_else(|| AppError::not_found(format!("user {id} not found")))?;
+        .ok_or_else(|| not_found(id))?;
     tx.commit()?;
     Ok(updated)
 }
@@ -161,7 +161,7 @@ pub(super) fn update(conn: &mut Connection, id: i64, user: &NewUser) -> Result<U
 /// 404 when there is no user `id`; database errors.
 pub(super) fn delete(conn: &mut Connection, id: i64) -> Result<(), AppError> {
     match conn.execute("DELETE FROM users WHERE id = ?1", params![id])? {
-        0 => Err(AppError::not_found(format!("user {id} not found"))),
+        0 => Err(not_found(id)),
         _ => Ok(()),
     }
 }
