@@ -127,13 +127,8 @@ impl Upstream {
     ///
     /// [`discovery`]: crate::discovery
     pub fn reconcile(&self, desired: &discovery::EndpointSet) {
-        let current = self.endpoints();
         let service = self.service;
-        if desired.is_empty() {
-            tracing::warn!(service, endpoints = ?current, "none discovered; keeping the last known");
-            return;
-        }
-        let plan = discovery::plan(&current, desired);
+        let plan = discovery::plan(&self.endpoints(), desired);
         for url in &plan.add {
             match self.client.add_endpoint(url) {
                 Ok(()) => {
