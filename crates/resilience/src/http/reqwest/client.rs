@@ -90,10 +90,7 @@ struct Parts {
     factory: EndpointFactory,
     request_base: Url,
     endpoints: RoundRobinHandle<String, Endpoint>,
-    breakers: Mutex<Vec<CircuitBreakerHandle>>,
-    /// Each endpoint's latency, by breaker name, for the dashboard.
-    #[cfg(feature = "admin")]
-    latencies: Mutex<Vec<(String, crate::admin::LatencyRecorder)>>,
+    handles: Mutex<Vec<EndpointHandles>>,
     policy: RetryPolicy<HttpRetryRules>,
     hedge: Hedge<FailFast<Balancer>, Option<IdempotentHedge>>,
 }
@@ -201,16 +198,10 @@ impl EndpointFactory {
 }
 
 impl Parts {
-    fn breakers(&self) -> MutexGuard<'_, Vec<CircuitBreakerHandle>> {
+    /// Each endpoint's handles, in the order the endpoints were added.
+    fn handles(&self) -> MutexGuard<'_, Vec<EndpointHandles>> {
         // Updates replace whole entries, so a panic elsewhere cannot leave the list half-written.
-        self.breakers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    #[cfg(feature = "admin")]
-    fn latencies(&self) -> MutexGuard<'_, Vec<(String, crate::admin::LatencyRecorder)>> {
-        self.latencies
+        self.handles
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -268,26 +259,23 @@ impl ResilientClient {
 
     /// One handle per endpoint breaker, in the order the endpoints were added.
     pub fn breakers(&self) -> Vec<CircuitBreakerHandle> {
-        self.parts.breakers().clone()
+        self.parts
+            .handles()
+            .iter()
+            .map(|handles| handles.breaker.clone())
+            .collect()
     }
 
     /// Each endpoint's breaker with its attempts' latency, for an admin
     /// [`Registry`](crate::admin::Registry).
     #[cfg(feature = "admin")]
     pub(crate) fn watched_endpoints(&self) -> Vec<crate::admin::WatchedEndpoint> {
-        let latencies = self.parts.latencies().clone();
-        self.breakers()
-            .into_iter()
-            .map(|breaker| {
-                let latency = latencies
-                    .iter()
-                    .find(|(name, _)| name == breaker.name())
-                    .map(|(_, recorder)| recorder.clone());
-                let watched = crate::admin::WatchedEndpoint::new(breaker);
-                match latency {
-                    Some(recorder) => watched.with_latency(recorder),
-                    None => watched,
-                }
+        self.parts
+            .handles()
+            .iter()
+            .map(|handles| {
+                crate::admin::WatchedEndpoint::new(handles.breaker.clone())
+                    .with_latency(handles.latency.clone())
             })
             .collect()
     }
@@ -305,16 +293,9 @@ impl ResilientClient {
     /// Adds an endpoint while requests flow (the others keep their breaker state).
     pub fn add_endpoint(&self, url: &str) -> Result<(), InvalidConfig> {
         let (key, endpoint, handles) = self.parts.factory.make(parse_endpoint(url)?)?;
-        let handle = handles.breaker;
-        #[cfg(feature = "admin")]
-        {
-            let mut latencies = self.parts.latencies();
-            latencies.retain(|(name, _)| name != handle.name());
-            latencies.push((handle.name().to_owned(), handles.latency));
-        }
-        let mut breakers = self.parts.breakers();
-        breakers.retain(|existing| existing.name() != handle.name());
-        breakers.push(handle);
+        let mut all = self.parts.handles();
+        all.retain(|existing| existing.breaker.name() != handles.breaker.name());
+        all.push(handles);
         self.parts.endpoints.insert(key, endpoint);
         Ok(())
     }
@@ -322,11 +303,9 @@ impl ResilientClient {
     /// Removes an endpoint; returns whether it was there.
     pub fn remove_endpoint(&self, url: &str) -> Result<bool, InvalidConfig> {
         let (key, name) = self.parts.factory.key_and_name(&parse_endpoint(url)?);
-        self.parts.breakers().retain(|handle| handle.name() != name);
-        #[cfg(feature = "admin")]
         self.parts
-            .latencies()
-            .retain(|(breaker, _)| *breaker != name);
+            .handles()
+            .retain(|handles| handles.breaker.name() != name);
         Ok(self.parts.endpoints.remove(&key))
     }
 }
@@ -580,16 +559,12 @@ impl ResilientClientBuilder {
             health: self.health,
         };
         let request_base = bases[0].clone();
-        let mut breakers = Vec::with_capacity(bases.len());
+        let mut handles = Vec::with_capacity(bases.len());
         let mut endpoints = Vec::with_capacity(bases.len());
-        #[cfg(feature = "admin")]
-        let mut latencies = Vec::with_capacity(bases.len());
         for base in bases {
-            let (key, endpoint, handles) = factory.make(base)?;
+            let (key, endpoint, endpoint_handles) = factory.make(base)?;
             endpoints.push((key, endpoint));
-            #[cfg(feature = "admin")]
-            latencies.push((handles.breaker.name().to_owned(), handles.latency));
-            breakers.push(handles.breaker);
+            handles.push(endpoint_handles);
         }
         let balancer = RoundRobin::new(endpoints);
         let copies = self.hedge.is_some().then_some(IdempotentHedge);
@@ -605,9 +580,7 @@ impl ResilientClientBuilder {
             factory,
             request_base,
             endpoints: balancer.handle(),
-            breakers: Mutex::new(breakers),
-            #[cfg(feature = "admin")]
-            latencies: Mutex::new(latencies),
+            handles: Mutex::new(handles),
             policy: policy.clone(),
             hedge: hedge.clone(),
         };
