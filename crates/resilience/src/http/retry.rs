@@ -120,19 +120,25 @@ fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
     refused
 }
 
+/// The I/O error kinds of a connection that broke under a request: reset, aborted, or closed
+/// before the answer was whole. The retry rules and the attempt span's `error.type` agree on
+/// them through this one list.
+pub(crate) fn is_broken_connection(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        kind,
+        ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof
+    )
+}
+
 /// Whether the connection broke under the request: reset, aborted, or closed before the answer
 /// was whole. A dying process does this; an overloaded one times out or answers 503 instead.
 fn connection_broke(error: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind;
-    let broke = find_in_chain::<std::io::Error>(error).is_some_and(|io| {
-        matches!(
-            io.kind(),
-            ErrorKind::ConnectionReset
-                | ErrorKind::ConnectionAborted
-                | ErrorKind::BrokenPipe
-                | ErrorKind::UnexpectedEof
-        )
-    });
+    let broke =
+        find_in_chain::<std::io::Error>(error).is_some_and(|io| is_broken_connection(io.kind()));
     #[cfg(feature = "reqwest")]
     let broke = broke
         || find_in_chain::<hyper::Error>(error).is_some_and(hyper::Error::is_incomplete_message);

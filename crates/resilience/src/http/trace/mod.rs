@@ -256,10 +256,7 @@ fn error_type(error: &(dyn std::error::Error + 'static)) -> &'static str {
     if let Some(io) = find_in_chain::<std::io::Error>(error) {
         return match io.kind() {
             ErrorKind::ConnectionRefused => "connection_refused",
-            ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::BrokenPipe
-            | ErrorKind::UnexpectedEof => "connection_broken",
+            kind if crate::http::retry::is_broken_connection(kind) => "connection_broken",
             ErrorKind::TimedOut => "timeout",
             _ => "io",
         };
