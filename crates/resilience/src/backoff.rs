@@ -81,12 +81,7 @@ impl ExponentialBackoff {
 
     /// The delay before step `n` (0-based), jittered with `rng`.
     pub fn delay<R: Rng + ?Sized>(&self, n: u32, rng: &mut R) -> Duration {
-        let nominal = self.nominal(n);
-        if self.jitter == 0.0 {
-            return nominal;
-        }
-        let cut: f64 = rng.random_range(0.0..=self.jitter);
-        nominal.mul_f64(1.0 - cut)
+        jitter_down(self.nominal(n), self.jitter, rng)
     }
 
     /// The shortest and longest delay [`delay`](Self::delay) can return for step `n`.
@@ -170,6 +165,20 @@ impl<'de> serde::Deserialize<'de> for ExponentialBackoff {
             .map_err(serde::de::Error::custom)?;
         Ok(backoff)
     }
+}
+
+/// `nominal` shortened by a random share of up to `jitter` (0 to 1), so that clients waiting
+/// alike do not all wake together; `nominal` itself when `jitter` is 0.
+pub(crate) fn jitter_down<R: Rng + ?Sized>(
+    nominal: Duration,
+    jitter: f64,
+    rng: &mut R,
+) -> Duration {
+    if jitter == 0.0 {
+        return nominal;
+    }
+    let cut: f64 = rng.random_range(0.0..=jitter);
+    nominal.mul_f64(1.0 - cut)
 }
 
 #[cfg(test)]

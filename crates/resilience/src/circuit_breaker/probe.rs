@@ -99,11 +99,7 @@ impl HealthCheck {
 
     /// The wait before the next check.
     pub(crate) fn next_interval<R: Rng + ?Sized>(&self, rng: &mut R) -> Duration {
-        if self.jitter == 0.0 {
-            return self.interval;
-        }
-        let cut: f64 = rng.random_range(0.0..=self.jitter);
-        self.interval.mul_f64(1.0 - cut)
+        crate::backoff::jitter_down(self.interval, self.jitter, rng)
     }
 
     /// Runs the check once: whether the endpoint answered healthy within the timeout.
