@@ -130,6 +130,14 @@ impl<R> RetryPolicy<R> {
         self.settings.retry_after_cap
     }
 
+    /// Counts a retry about to go out, here and in the shared metrics, and returns its resend
+    /// count (1 for the first retry): the one place both retry paths keep their books.
+    fn count_resend(&mut self) -> u32 {
+        self.retries += 1;
+        self.shared.retries.fetch_add(1, Ordering::Relaxed);
+        self.retries
+    }
+
     fn next_backoff(&self) -> Duration {
         // Locked only on the retry path; a clone per request cannot own the jitter source, or
         // every request would draw the same "random" delays.
@@ -297,9 +305,8 @@ where
             // Never sent: go elsewhere at once. No backoff (nothing is overloaded by a refused
             // connection) and no budget (the retry is the only copy any service will see).
             tracing::debug!(target: "resilience::retry", attempts, "retrying at once: the request was never sent");
-            self.retries += 1;
-            self.shared.retries.fetch_add(1, Ordering::Relaxed);
-            self.rules.prepare_resend(request, self.retries);
+            let resend = self.count_resend();
+            self.rules.prepare_resend(request, resend);
             return Some(Backoff::none());
         }
         if let Some(asked) = server_delay.filter(|asked| *asked > self.settings.retry_after_cap) {
@@ -327,9 +334,8 @@ where
                 return None;
             }
         }
-        self.retries += 1;
-        self.shared.retries.fetch_add(1, Ordering::Relaxed);
-        self.rules.prepare_resend(request, self.retries);
+        let resend = self.count_resend();
+        self.rules.prepare_resend(request, resend);
         tracing::debug!(target: "resilience::retry", attempts, ?delay, ?decision, "retrying");
         Some(if delay.is_zero() {
             Backoff::none()
