@@ -43,6 +43,15 @@ impl<const N: usize> StripedCounters<N> {
             .map(|stripe| stripe.0[field].load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
     }
+
+    /// Sets every counter back to zero (a count that races the clearing may be lost).
+    pub(crate) fn clear(&self) {
+        for stripe in self.stripes.iter() {
+            for counter in &stripe.0 {
+                counter.store(0, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl<const N: usize> std::fmt::Debug for StripedCounters<N> {

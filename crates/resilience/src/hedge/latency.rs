@@ -6,10 +6,9 @@
 //! one is the chosen percentile of the window that ended, clamped to a floor and a ceiling, or
 //! no hedging at all when the window saw too few calls to say what slow is.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::striped::{STRIPES, stripe_index};
+use crate::striped::StripedCounters;
 
 /// Buckets per power of two.
 const SUB_BUCKETS: u32 = 4;
@@ -82,40 +81,24 @@ impl DelayRule {
 }
 
 /// One window's counts, striped per thread.
-pub(crate) struct Window {
-    stripes: Box<[[AtomicU64; BUCKETS]; STRIPES]>,
-}
+pub(crate) struct Window(StripedCounters<BUCKETS>);
 
 impl Window {
     pub(crate) fn new() -> Self {
-        Self {
-            stripes: Box::new(std::array::from_fn(|_| {
-                std::array::from_fn(|_| AtomicU64::new(0))
-            })),
-        }
+        Self(StripedCounters::new())
     }
 
     pub(crate) fn record(&self, latency: Duration) {
-        self.stripes[stripe_index()][bucket_of(latency)].fetch_add(1, Ordering::Relaxed);
+        self.0.increment(bucket_of(latency));
     }
 
     /// The counts summed over the stripes.
     pub(crate) fn counts(&self) -> [u64; BUCKETS] {
-        let mut counts = [0; BUCKETS];
-        for stripe in self.stripes.iter() {
-            for (total, count) in counts.iter_mut().zip(stripe) {
-                *total += count.load(Ordering::Relaxed);
-            }
-        }
-        counts
+        std::array::from_fn(|bucket| self.0.sum(bucket))
     }
 
     pub(crate) fn clear(&self) {
-        for stripe in self.stripes.iter() {
-            for count in stripe {
-                count.store(0, Ordering::Relaxed);
-            }
-        }
+        self.0.clear();
     }
 }
 
