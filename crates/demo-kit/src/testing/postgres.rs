@@ -23,7 +23,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+
+use super::servers;
 
 /// Printed when a Postgres test is skipped outside CI.
 pub const SKIP_MESSAGE: &str = "skipping: postgresql not installed (apt-get install postgresql)";
@@ -209,7 +210,7 @@ impl Cluster {
     fn start(&self) -> Running {
         let log_path = self.dir.join("server.log");
         for _ in 0..5 {
-            let port = free_port();
+            let port = servers::free_port(false);
             let log = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -240,30 +241,21 @@ impl Cluster {
     }
 
     /// Polls `pg_isready` until the server on `port` accepts connections (true) or exits
-    /// (false). Bounded: a server that neither answers nor exits within a minute is a failure.
+    /// (false), within [`servers::wait_ready`]'s bound.
     fn wait_ready(&self, port: u16, child: &mut Child) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = output(Command::new(self.bin.join("pg_isready")).args([
+        let port = port.to_string();
+        servers::wait_ready(&self.bin.join("postgres"), child, || {
+            output(Command::new(self.bin.join("pg_isready")).args([
                 "-h",
                 "127.0.0.1",
                 "-p",
-                &port.to_string(),
+                &port,
                 "-t",
                 "1",
-            ]));
-            if ready.status.success() {
-                return true;
-            }
-            match child.try_wait() {
-                Ok(Some(_)) => return false,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Ok(None) => panic!("postgres did not accept connections within a minute"),
-                Err(err) => panic!("cannot wait for postgres: {err}"),
-            }
-        }
+            ]))
+            .status
+            .success()
+        })
     }
 
     /// Stops the server (fast: open sessions are ended) and reaps it.
@@ -339,14 +331,6 @@ fn find_binaries() -> Option<PathBuf> {
 fn is_root() -> bool {
     let out = output(Command::new("id").arg("-u"));
     String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|err| panic!("cannot find a free port: {err}"))
 }
 
 fn output(command: &mut Command) -> Output {
