@@ -183,6 +183,12 @@ async fn list_is_paginated_and_filters_by_user(backend: Backend) {
             .as_array()
             .is_some_and(|i| !i.is_empty())
     );
+    // Each order on a page has its own items, as one order read alone has them.
+    let everything = app.get("/orders?limit=100").await.json();
+    for listed in everything["items"].as_array().unwrap() {
+        let alone = app.get(&format!("/orders/{}", listed["id"])).await.json();
+        assert_eq!(listed["items"], alone["items"], "{listed}");
+    }
     for bad in [
         "/orders?user_id=abc",
         "/orders?user_id=0",

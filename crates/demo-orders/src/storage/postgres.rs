@@ -49,23 +49,33 @@ fn order_from_row(row: &Row) -> Result<Order, tokio_postgres::Error> {
     })
 }
 
-async fn load_items(client: &impl GenericClient, order: &mut Order) -> Result<(), AppError> {
-    order.items = client
+/// Fills in the items of `orders` with one query, whatever their number (a page of orders
+/// costs one round trip for its items, not one per order).
+async fn load_items(client: &impl GenericClient, orders: &mut [Order]) -> Result<(), AppError> {
+    let ids: Vec<i64> = orders.iter().map(|order| order.id).collect();
+    let rows = client
         .query(
-            "SELECT name, quantity, unit_price_cents FROM order_items
-             WHERE order_id = $1 ORDER BY position",
-            &[&order.id],
+            "SELECT order_id, name, quantity, unit_price_cents FROM order_items
+             WHERE order_id = ANY($1) ORDER BY order_id, position",
+            &[&ids],
         )
-        .await?
+        .await?;
+    let by_id: std::collections::HashMap<i64, usize> = ids
         .iter()
-        .map(|row| {
-            Ok(Item {
-                name: row.try_get(0)?,
-                quantity: row.try_get(1)?,
-                unit_price_cents: row.try_get(2)?,
-            })
-        })
-        .collect::<Result<_, tokio_postgres::Error>>()?;
+        .enumerate()
+        .map(|(index, id)| (*id, index))
+        .collect();
+    for row in &rows {
+        let order_id: i64 = row.try_get(0)?;
+        let Some(&index) = by_id.get(&order_id) else {
+            continue;
+        };
+        orders[index].items.push(Item {
+            name: row.try_get(1)?,
+            quantity: row.try_get(2)?,
+            unit_price_cents: row.try_get(3)?,
+        });
+    }
     Ok(())
 }
 
@@ -123,7 +133,7 @@ pub(super) async fn get(pool: &Pool, id: i64) -> Result<Order, AppError> {
         .await?
         .ok_or_else(|| not_found(id))?;
     let mut order = order_from_row(&row)?;
-    load_items(&*tx, &mut order).await?;
+    load_items(&*tx, std::slice::from_mut(&mut order)).await?;
     tx.commit().await?;
     Ok(order)
 }
@@ -159,9 +169,7 @@ pub(super) async fn list(
         .iter()
         .map(order_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    for order in &mut items {
-        load_items(&*tx, order).await?;
-    }
+    load_items(&*tx, &mut items).await?;
     tx.commit().await?;
     Ok(page.listing(items, total))
 }
