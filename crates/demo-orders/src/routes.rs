@@ -40,6 +40,7 @@ pub fn route_of(path: &str) -> Option<&'static str> {
     let mut segments = path.trim_end_matches('/').split('/').skip(1);
     match (segments.next(), segments.next(), segments.next()) {
         (Some("health"), None, _) => Some("/health"),
+        (Some("ready"), None, _) => Some("/ready"),
         (Some("orders"), None, _) => Some("/orders"),
         (Some("orders"), Some(_), None) => Some("/orders/{id}"),
         (Some("admin"), Some("faults"), None) => Some("/admin/faults"),
@@ -105,6 +106,7 @@ mod tests {
         assert_eq!(route_of("/orders"), Some("/orders"));
         assert_eq!(route_of("/orders/"), Some("/orders"));
         assert_eq!(route_of("/health"), Some("/health"));
+        assert_eq!(route_of("/ready"), Some("/ready"));
         assert_eq!(route_of("/admin/faults"), Some("/admin/faults"));
         assert_eq!(route_of("/orders/42/x"), None);
         assert_eq!(route_of("/elsewhere"), None);
