@@ -11,7 +11,7 @@ use bytes::Bytes;
 use demo_kit::AppError;
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 use resilience::http::ResilientClient;
-use resilience::{CircuitBreakerConfig, CircuitBreakerHandle, InvalidConfig, State};
+use resilience::{CircuitBreakerConfig, InvalidConfig, State};
 
 use crate::config::GatewayConfig;
 use crate::discovery;
@@ -45,9 +45,6 @@ pub struct Upstream {
     pub service: &'static str,
     /// The resilient client over its endpoints.
     pub client: ResilientClient,
-    /// Whether a service mesh does the retries and breaking (`--mesh`): every breaker, also
-    /// of endpoints discovered later, is forced closed.
-    mesh: bool,
 }
 
 /// A usable upstream answer: 2xx or 4xx, JSON (or 204 without a body).
@@ -95,30 +92,20 @@ impl Upstream {
             client = client.without_hedging();
         }
         if config.mesh {
-            client = client.max_attempts(1).without_health_check();
+            client = client
+                .max_attempts(1)
+                .without_health_check()
+                .breakers_forced_closed();
         }
-        let client = client.build()?;
-        let upstream = Self {
+        Ok(Self {
             service,
-            client,
-            mesh: config.mesh,
-        };
-        if upstream.mesh {
-            for breaker in upstream.client.breakers() {
-                breaker.force_closed();
-            }
-        }
-        Ok(upstream)
+            client: client.build()?,
+        })
     }
 
     /// The endpoint URLs the client balances over now, as it keys them.
     pub fn endpoints(&self) -> Vec<String> {
-        let prefix = format!("{}@", self.client.name());
-        self.client
-            .breakers()
-            .iter()
-            .filter_map(|breaker| breaker.name().strip_prefix(&prefix).map(str::to_owned))
-            .collect()
+        self.client.endpoints()
     }
 
     /// Makes the client's endpoints `desired`: adds the new ones (each with a fresh breaker),
@@ -131,12 +118,7 @@ impl Upstream {
         let plan = discovery::plan(&self.endpoints(), desired);
         for url in &plan.add {
             match self.client.add_endpoint(url) {
-                Ok(()) => {
-                    tracing::info!(service, endpoint = %url, "endpoint added");
-                    if self.mesh {
-                        self.force_closed(url);
-                    }
-                }
+                Ok(()) => tracing::info!(service, endpoint = %url, "endpoint added"),
                 Err(error) => tracing::warn!(service, endpoint = %url, %error, "cannot add"),
             }
         }
@@ -147,16 +129,6 @@ impl Upstream {
                 Err(error) => tracing::warn!(service, endpoint = %url, %error, "cannot remove"),
             }
         }
-    }
-
-    /// Forces the breaker of the endpoint `url` closed (mesh mode).
-    fn force_closed(&self, url: &str) {
-        let name = format!("{}@{url}", self.client.name());
-        self.client
-            .breakers()
-            .iter()
-            .filter(|breaker| breaker.name() == name)
-            .for_each(CircuitBreakerHandle::force_closed);
     }
 
     /// Whether at least one endpoint's breaker admits traffic.

@@ -110,3 +110,31 @@ async fn a_stopped_endpoint_is_routed_around_and_comes_back() {
     one.stop().await;
     two.stop().await;
 }
+
+#[tokio::test]
+async fn breakers_forced_closed_stay_so_for_endpoints_added_later_and_endpoints_are_listed() {
+    let client = ResilientClient::builder("users")
+        .endpoints(["http://127.0.0.1:1/", "http://127.0.0.1:2"])
+        .breakers_forced_closed()
+        .build()
+        .unwrap();
+    assert_eq!(
+        client.endpoints(),
+        ["http://127.0.0.1:1", "http://127.0.0.1:2"]
+    );
+    client.add_endpoint("http://127.0.0.1:3").unwrap();
+    assert!(
+        client
+            .breakers()
+            .iter()
+            .all(|breaker| breaker.state() == State::ForcedClosed),
+        "{:?}",
+        client.breakers()
+    );
+    assert!(client.remove_endpoint("http://127.0.0.1:1/").unwrap());
+    assert_eq!(
+        client.endpoints(),
+        ["http://127.0.0.1:2", "http://127.0.0.1:3"]
+    );
+    assert_eq!(client.breakers().len(), 2);
+}

@@ -111,10 +111,13 @@ struct EndpointFactory {
     max_body: usize,
     breaker: CircuitBreakerConfig,
     health: Option<HealthSettings>,
+    breakers_forced_closed: bool,
 }
 
 /// What stays in reach of an endpoint once the balancer owns it.
 struct EndpointHandles {
+    /// The endpoint's URL as the balancer keys it.
+    key: String,
     breaker: CircuitBreakerHandle,
     #[cfg(feature = "admin")]
     latency: crate::admin::LatencyRecorder,
@@ -144,7 +147,11 @@ impl EndpointFactory {
         if let Some(check) = health {
             endpoint = endpoint.with_health_check(check)?;
         }
+        if self.breakers_forced_closed {
+            endpoint.handle().force_closed();
+        }
         let handles = EndpointHandles {
+            key: key.clone(),
             breaker: endpoint.handle(),
             #[cfg(feature = "admin")]
             latency: endpoint.get_ref().recorder().clone(),
@@ -230,6 +237,7 @@ impl ResilientClient {
             }),
             hedge: Some(HedgeConfig::default()),
             seed: None,
+            breakers_forced_closed: false,
         }
     }
 
@@ -266,6 +274,16 @@ impl ResilientClient {
             .collect()
     }
 
+    /// The endpoints' URLs as the client keys them (without a trailing slash), in the order
+    /// they were added.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.parts
+            .handles()
+            .iter()
+            .map(|handles| handles.key.clone())
+            .collect()
+    }
+
     /// Each endpoint's breaker with its attempts' latency, for an admin
     /// [`Registry`](crate::admin::Registry).
     #[cfg(feature = "admin")]
@@ -294,7 +312,7 @@ impl ResilientClient {
     pub fn add_endpoint(&self, url: &str) -> Result<(), InvalidConfig> {
         let (key, endpoint, handles) = self.parts.factory.make(parse_endpoint(url)?)?;
         let mut all = self.parts.handles();
-        all.retain(|existing| existing.breaker.name() != handles.breaker.name());
+        all.retain(|existing| existing.key != handles.key);
         all.push(handles);
         self.parts.endpoints.insert(key, endpoint);
         Ok(())
@@ -302,10 +320,8 @@ impl ResilientClient {
 
     /// Removes an endpoint; returns whether it was there.
     pub fn remove_endpoint(&self, url: &str) -> Result<bool, InvalidConfig> {
-        let (key, name) = self.parts.factory.key_and_name(&parse_endpoint(url)?);
-        self.parts
-            .handles()
-            .retain(|handles| handles.breaker.name() != name);
+        let (key, _) = self.parts.factory.key_and_name(&parse_endpoint(url)?);
+        self.parts.handles().retain(|handles| handles.key != key);
         Ok(self.parts.endpoints.remove(&key))
     }
 }
@@ -394,6 +410,7 @@ pub struct ResilientClientBuilder {
     health: Option<HealthSettings>,
     hedge: Option<HedgeConfig>,
     seed: Option<u64>,
+    breakers_forced_closed: bool,
 }
 
 impl ResilientClientBuilder {
@@ -488,6 +505,14 @@ impl ResilientClientBuilder {
         self
     }
 
+    /// Every endpoint's breaker, also of endpoints added later, starts forced closed: it
+    /// counts but never opens (its state reads `forced_closed`) until an operator resets it.
+    /// For a client behind a service mesh whose sidecar already ejects failing endpoints.
+    pub fn breakers_forced_closed(mut self) -> Self {
+        self.breakers_forced_closed = true;
+        self
+    }
+
     /// Hedges idempotent requests as `config` says.
     pub fn hedge(mut self, config: HedgeConfig) -> Self {
         self.hedge = Some(config);
@@ -557,6 +582,7 @@ impl ResilientClientBuilder {
             max_body: self.max_body,
             breaker,
             health: self.health,
+            breakers_forced_closed: self.breakers_forced_closed,
         };
         let request_base = bases[0].clone();
         let mut handles = Vec::with_capacity(bases.len());
