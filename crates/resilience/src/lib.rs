@@ -174,6 +174,7 @@ mod abandon;
 pub mod admin;
 mod backoff;
 pub mod balance;
+mod call_clock;
 pub mod circuit_breaker;
 #[cfg(feature = "serde")]
 mod config_file;

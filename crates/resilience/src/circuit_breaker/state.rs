@@ -381,7 +381,7 @@ impl Core {
             lane: Arc::clone(lane),
             generation,
             probe,
-            started: self.needs_clock.then(Instant::now),
+            started: self.needs_clock.then(crate::call_clock::now),
             settled: false,
         }
     }

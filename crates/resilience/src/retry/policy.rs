@@ -352,7 +352,7 @@ where
                 budget.deposit();
             }
             if self.settings.deadline.is_some() {
-                self.started = Some(Instant::now());
+                self.started = Some(crate::call_clock::now());
             }
         }
         let copy = self.rules.clone_request(request);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::{DeadlineExceeded, Elapsed};
+use super::{DeadlineExceeded, Elapsed, scope};
 use crate::BoxError;
 
 /// Which limit a future enforces, and so which error it fails with.
@@ -47,11 +47,11 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, limit: Limit) -> Self {
+    pub(crate) fn new(inner: F, started: Instant, limit: Limit) -> Self {
         Self {
             inner,
             sleep: None,
-            expires: Instant::now() + limit.duration(),
+            expires: started + limit.duration(),
             limit,
         }
     }
@@ -66,17 +66,54 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Poll::Ready(result) = this.inner.poll(cx) {
-            return Poll::Ready(result.map_err(Into::into));
-        }
-        if this.sleep.is_none() {
-            // Armed only now that the inner future has to wait.
-            this.sleep.set(Some(sleep_until(*this.expires)));
-        }
-        let sleep = this.sleep.as_pin_mut().expect("the timer was armed above");
-        match sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(this.limit.error())),
-            Poll::Pending => Poll::Pending,
+        // What is known to have passed: the instant this limit's own timer fired for, or what
+        // the enclosing limit's did.
+        let mut due = scope::due(cx.waker());
+        let mut woken_early = false;
+        loop {
+            let (polled, asked) = scope::within(cx.waker(), due, || this.inner.as_mut().poll(cx));
+            if let Poll::Ready(result) = polled {
+                return Poll::Ready(result.map_err(Into::into));
+            }
+            if due.is_some_and(|due| due >= *this.expires) {
+                return Poll::Ready(Err(this.limit.error()));
+            }
+            let wake_at = asked.map_or(*this.expires, |at| at.min(*this.expires));
+            if this.sleep.is_none() {
+                if scope::defer_wake(cx.waker(), wake_at) {
+                    return Poll::Pending;
+                }
+                // Armed only now that the inner future has to wait, and only by the outermost
+                // limit of the task.
+                #[cfg(test)]
+                OWN_TIMERS.set(OWN_TIMERS.get() + 1);
+                this.sleep.set(Some(sleep_until(wake_at)));
+            }
+            let mut sleep = this
+                .sleep
+                .as_mut()
+                .as_pin_mut()
+                .expect("the timer was armed above");
+            if sleep.deadline() != wake_at {
+                sleep.as_mut().reset(wake_at);
+            }
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Due now: this limit, or one inside, which fails when polled again. If one asks for
+            // a time already past, let the task run again rather than spin.
+            if woken_early && wake_at < *this.expires {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            woken_early = true;
+            due = Some(wake_at);
         }
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Timers armed by limits on this thread, for the tests of sharing one.
+    pub(super) static OWN_TIMERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }

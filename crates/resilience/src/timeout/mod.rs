@@ -3,6 +3,9 @@
 //! Unlike `tower::timeout::Timeout`, the timer here is only armed when the inner future first
 //! returns `Pending`: a response that is ready at once costs one clock read, not a timer
 //! registration. The limit still counts from the call, so the first poll's wait is not lost.
+//! And limits nest on one timer: a [`Timeout`] polled inside a [`Deadline`] (or any limit of
+//! this module inside another, on the same task) has the outer limit's timer wake the task at
+//! whichever expiry comes first, so a request that waits registers one timer, not one per limit.
 //!
 //! The two differ in their error, so logs and status codes can tell a slow upstream
 //! ([`Elapsed`]: that attempt is over, a retry may follow) from an exhausted budget of time
@@ -13,6 +16,7 @@
 
 mod error;
 pub mod future;
+mod scope;
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,7 +26,7 @@ use tower_service::Service;
 
 pub use self::error::{DeadlineExceeded, Elapsed};
 use self::future::{Limit, ResponseFuture};
-use crate::BoxError;
+use crate::{BoxError, call_clock};
 
 /// Fails an attempt that takes longer than a limit, with [`Elapsed`].
 #[derive(Debug, Clone)]
@@ -124,7 +128,9 @@ macro_rules! limited_service {
             }
 
             fn call(&mut self, request: Request) -> Self::Future {
-                ResponseFuture::new(self.inner.call(request), $kind(self.limit))
+                let started = call_clock::now();
+                let inner = call_clock::during(started, || self.inner.call(request));
+                ResponseFuture::new(inner, started, $kind(self.limit))
             }
         }
     };

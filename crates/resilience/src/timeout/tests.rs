@@ -1,6 +1,9 @@
 //! Behaviour of the attempt timeout and the overall deadline, on a paused clock.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -126,4 +129,92 @@ async fn with_the_policy_told_the_deadline_the_last_upstream_error_comes_back_ea
     // backoff plus a 300 ms attempt, so the attempt's own timeout is returned.
     assert!(error.is::<Elapsed>(), "{error}");
     assert_eq!(start.elapsed(), Duration::from_millis(700));
+}
+
+/// Polls its inner future with a waker of its own that wakes the caller's, as
+/// `FuturesUnordered` does for each of its futures.
+struct OwnWaker<F>(Pin<Box<F>>);
+
+struct Forward(std::task::Waker);
+
+impl std::task::Wake for Forward {
+    fn wake(self: Arc<Self>) {
+        self.0.wake_by_ref();
+    }
+}
+
+impl<F: Future> Future for OwnWaker<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let waker = std::task::Waker::from(Arc::new(Forward(cx.waker().clone())));
+        self.0
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker))
+    }
+}
+
+fn timers_armed() -> usize {
+    future::OWN_TIMERS.get()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_inside_a_deadline_shares_its_timer_and_still_fires_on_time() {
+    let start = Instant::now();
+    let endpoint = service_fn(|()| std::future::pending::<Result<(), BoxError>>());
+    let mut service = Deadline::new(
+        Timeout::new(endpoint, Duration::from_millis(300)),
+        Duration::from_secs(1),
+    );
+    let before = timers_armed();
+    let mut response = task::spawn(service.call(()));
+    assert_pending!(response.poll());
+    assert_eq!(timers_armed() - before, 1, "one timer for both limits");
+    tokio::time::advance(Duration::from_millis(299)).await;
+    assert_pending!(response.poll());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(
+        response.is_woken(),
+        "the deadline's timer woke the task for the attempt"
+    );
+    let error = assert_ready!(response.poll()).unwrap_err();
+    assert!(error.is::<Elapsed>(), "{error}");
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
+    assert_eq!(timers_armed() - before, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_sooner_than_the_attempt_fails_the_request_at_the_deadline() {
+    let start = Instant::now();
+    let endpoint = service_fn(|()| std::future::pending::<Result<(), BoxError>>());
+    let service = Deadline::new(
+        Timeout::new(endpoint, Duration::from_secs(5)),
+        Duration::from_millis(700),
+    );
+    let error = service.oneshot(()).await.unwrap_err();
+    assert!(error.is::<DeadlineExceeded>(), "{error}");
+    assert_eq!(start.elapsed(), Duration::from_millis(700));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_woken_by_another_waker_keeps_a_timer_of_its_own() {
+    let start = Instant::now();
+    let attempt = Timeout::new(
+        service_fn(|()| std::future::pending::<Result<(), BoxError>>()),
+        Duration::from_millis(300),
+    );
+    let endpoint = service_fn(move |()| OwnWaker(Box::pin(attempt.clone().oneshot(()))));
+    let mut service = Deadline::new(endpoint, Duration::from_secs(1));
+    let before = timers_armed();
+    let mut response = task::spawn(service.call(()));
+    assert_pending!(response.poll());
+    assert_eq!(
+        timers_armed() - before,
+        2,
+        "the deadline's and the attempt's"
+    );
+    tokio::time::advance(Duration::from_millis(300)).await;
+    let error = assert_ready!(response.poll()).unwrap_err();
+    assert!(error.is::<Elapsed>(), "{error}");
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
 }
