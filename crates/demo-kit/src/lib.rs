@@ -62,6 +62,7 @@ pub mod register;
 #[cfg(feature = "postgres")]
 mod replica;
 mod request_id;
+mod request_log;
 pub mod response;
 mod serve;
 mod service_main;

@@ -7,8 +7,8 @@
 //! |---|---|
 //! | `x-served-by` | every answer, errors included, says which replica made it |
 //! | `SetRequestId` / `PropagateRequestId` (tower-http) | keep the caller's `x-request-id` or make one, and echo it; rustapi-rs's `RequestIdLayer` always makes a new one |
-//! | [`ServerContextLayer`](crate::telemetry::ServerContextLayer) | continues the caller's W3C trace context (`traceparent`, `tracestate`) for the request's future |
-//! | `Trace` (tower-http) | one OpenTelemetry server span per request ([`server_span`](crate::telemetry::server_span)), continuing the caller's `traceparent`, carrying the request id and trace id; 5xx logged as failures |
+//! | [`ServerContextLayer`](crate::telemetry::ServerContextLayer) | continues the caller's W3C trace context (`traceparent`, `tracestate`) for the request's future, and (when no spans are exported) gives log lines the request's fields |
+//! | `Trace` (tower-http) | when spans are exported, one OpenTelemetry server span per request ([`server_span`](crate::telemetry::server_span)), continuing the caller's `traceparent`, carrying the request id and trace id; 5xx logged as failures |
 //! | JSON errors | rewrites error answers not made by [`AppError`](crate::AppError) (rustapi-rs's 404/405 and extractor errors, tower-http's plain-text 413) into the one JSON shape |
 //! | `RequestBodyLimit` (tower-http) | rejects an over-long `Content-Length` before reading; caps a chunked body as it streams |
 //! | faults | optional injected latency and 500s, for demos and tests ([`faults`](crate::faults)) |

@@ -2,9 +2,10 @@
 //!
 //! Every process installs the OpenTelemetry W3C propagator and a tracer provider, and serves
 //! through [`ServerContextLayer`]: each request's OpenTelemetry context continues the caller's
-//! `traceparent`/`tracestate` (a malformed one is ignored: a new trace starts), and its server
-//! span ([`server_span`]) records the trace id, so every log line written inside a request
-//! carries `trace_id=...` (and the calling span as `parent_id`). The gateway's client (the
+//! `traceparent`/`tracestate` (a malformed one is ignored: a new trace starts), and every log
+//! line written inside a request carries `trace_id=...` (and the calling span as `parent_id`),
+//! from the server span ([`server_span`]) when spans are exported, else from the request's
+//! future ([`InRequest`]). The gateway's client (the
 //! `resilience` crate's attempt span) writes a `traceparent` per attempt from that context.
 //!
 //! **With `--otlp-endpoint URL`** (or `OTEL_EXPORTER_OTLP_ENDPOINT`), tracing-opentelemetry's
@@ -18,9 +19,16 @@
 //! context is a span of the SDK provider's, which has no processor and samples nothing that
 //! starts here (`ParentBased(AlwaysOff)`), attached to the request's future, so the ids go on
 //! (the caller's trace id, a span id per hop and per attempt) for a parse, a few ids and a
-//! header. A caller's sampling decision is passed on, not overridden.
+//! header. A caller's sampling decision is passed on, not overridden. No `tracing` span is made
+//! per request either: log lines take the request's method, path, request id and trace ids from
+//! its future, formatted only when a line is written.
+//!
+//! Log lines are filtered by `RUST_LOG` (default: INFO, with `rustapi_core`, `tower_http` and
+//! `resilience::http` at WARN), by target and level alone unless it has span or field
+//! directives, which need `EnvFilter` and its lock on every span entered.
 
 use std::fmt;
+use std::io::Stderr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll};
 
@@ -37,9 +45,14 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing::field::{Empty, display};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::{DefaultFields, Format};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+pub use crate::request_log::InRequest;
+use crate::request_log::{RequestFields, WithRequestFields};
 
 /// Whether tracing-opentelemetry's layer is installed (with an exporter): then the `tracing`
 /// spans carry the OpenTelemetry contexts; otherwise [`ServerContextLayer`] makes them.
@@ -150,21 +163,12 @@ pub fn init_telemetry(
     };
     global::set_tracer_provider(provider.clone());
 
-    let logs = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // The attempt spans are for traces; at INFO the log lines show the request's span.
-        // tower-http's line per answered request only with `access_log` (5xx are logged anyway).
-        EnvFilter::new(if access_log {
-            "info,rustapi_core=warn,tower_http=info,resilience::http=warn"
-        } else {
-            "info,rustapi_core=warn,tower_http=warn,resilience::http=warn"
-        })
-    });
     // Colours only for a person at a terminal; logs piped to a file or a parent stay plain text.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(colours)
-        .with_filter(logs);
+    let (by_target, by_env) = match log_filter(access_log) {
+        LogFilter::Targets(targets) => (Some(log_lines(colours).with_filter(targets)), None),
+        LogFilter::Env(env) => (None, Some(log_lines(colours).with_filter(env))),
+    };
     let otel = exporting.then(|| {
         // Spans at INFO from everywhere; the resilience crate's DEBUG events too (retry
         // decisions, hedges), which become span events whatever RUST_LOG says of log lines.
@@ -179,7 +183,8 @@ pub fn init_telemetry(
             .with_filter(spans)
     });
     let installed = tracing_subscriber::registry()
-        .with(fmt)
+        .with(by_target)
+        .with(by_env)
         .with(otel)
         .try_init()
         .is_ok();
@@ -252,7 +257,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = WithContext<S::Future>;
+    type Future = InRequest<WithContext<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -269,11 +274,65 @@ where
             );
             caller.with_span(span)
         });
+        // Without an exporter there is no server span to carry the request's fields into log
+        // lines: the request's future does.
+        let fields = own.as_ref().map(|own| RequestFields {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            request_id: request.headers().get(crate::REQUEST_ID).cloned(),
+            trace_id: Some(own.span().span_context())
+                .filter(|own| own.is_valid())
+                .map(|own| own.trace_id()),
+            parent_id: Some(caller.span().span_context())
+                .filter(|caller| caller.is_valid())
+                .map(|caller| caller.span_id()),
+        });
         let attached = own.clone().unwrap_or_default();
         request
             .extensions_mut()
             .insert(RequestContext { caller, own });
-        self.inner.call(request).with_context(attached)
+        InRequest::new(self.inner.call(request).with_context(attached), fields)
+    }
+}
+
+/// The log lines' format, on standard error; a line logged while a request is served ends with
+/// the request's fields when no server span carries them (see [`InRequest`]).
+fn log_lines<S>(
+    colours: bool,
+) -> tracing_subscriber::fmt::Layer<S, DefaultFields, WithRequestFields<Format>, fn() -> Stderr>
+where
+    S: tracing::Subscriber + for<'span> LookupSpan<'span>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr as fn() -> Stderr)
+        .with_ansi(colours)
+        .event_format(WithRequestFields(Format::default().with_ansi(colours)))
+}
+
+/// Which log lines are written: `RUST_LOG` if set, else the defaults.
+enum LogFilter {
+    Targets(Targets),
+    Env(EnvFilter),
+}
+
+/// `RUST_LOG`, or the defaults, as a [`Targets`] filter when it only names targets and levels
+/// (the usual case, and the defaults): an [`EnvFilter`] takes a read lock on every span entered
+/// and left, several times per request, to support span and field directives. Those still work:
+/// a `RUST_LOG` that uses them gets an `EnvFilter`.
+fn log_filter(access_log: bool) -> LogFilter {
+    // The attempt spans are for traces; at INFO the log lines show the request's span.
+    // tower-http's line per answered request only with `access_log` (5xx are logged anyway).
+    let defaults = if access_log {
+        "info,rustapi_core=warn,tower_http=info,resilience::http=warn"
+    } else {
+        "info,rustapi_core=warn,tower_http=warn,resilience::http=warn"
+    };
+    let wanted = std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| defaults.to_owned());
+    match wanted.parse::<Targets>() {
+        Ok(targets) => LogFilter::Targets(targets),
+        Err(_) => {
+            LogFilter::Env(EnvFilter::try_new(&wanted).unwrap_or_else(|_| EnvFilter::new(defaults)))
+        }
     }
 }
 
@@ -283,19 +342,18 @@ where
 /// `trace_id` (and the caller's span as `parent_id`) recorded, so every log line inside
 /// carries them.
 ///
-/// Without an exporter the span is only for log lines: it carries the method, path, request id
-/// and the two ids, all known when it is made, and none of the OpenTelemetry attributes, which
-/// the log formatter would otherwise write out (and write again on every `record`) per request;
+/// Without an exporter there is no server span ([`Span::none`](tracing::Span::none)): nothing
+/// would record it, and the request's future carries what log lines need ([`InRequest`]);
 /// `routes`, which names the route template, is then not asked.
 pub fn server_span<B>(request: &http::Request<B>, routes: Option<crate::RouteOf>) -> tracing::Span {
+    if !OTEL_LAYER.load(Ordering::Relaxed) {
+        return tracing::Span::none();
+    }
     let id = request
         .headers()
         .get(crate::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !OTEL_LAYER.load(Ordering::Relaxed) {
-        return log_span(request, id);
-    }
     let route = routes.and_then(|route_of| route_of(request.uri().path()));
     let span = tracing::info_span!(
         "request",
@@ -333,32 +391,6 @@ pub fn server_span<B>(request: &http::Request<B>, routes: Option<crate::RouteOf>
         span.record("trace_id", display(own.trace_id()));
     }
     span
-}
-
-/// The server span when nothing is exported: what log lines need, recorded once.
-fn log_span<B>(request: &http::Request<B>, request_id: &str) -> tracing::Span {
-    let ids = request.extensions().get::<RequestContext>().map(|context| {
-        let caller = context.caller.span().span_context().clone();
-        let own = context
-            .own
-            .as_ref()
-            .map(|own| own.span().span_context().clone());
-        (caller, own)
-    });
-    let (caller, own) = match &ids {
-        Some((caller, own)) => (Some(caller), own.as_ref()),
-        None => (None, None),
-    };
-    tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %request_id,
-        trace_id = own.filter(|own| own.is_valid()).map(|own| display(own.trace_id())),
-        parent_id = caller
-            .filter(|caller| caller.is_valid())
-            .map(|caller| display(caller.span_id())),
-    )
 }
 
 /// Records the answer's status on a [`server_span`]; 5xx fail the span (4xx are the client's).
