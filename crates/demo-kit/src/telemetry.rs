@@ -310,6 +310,10 @@ where
 }
 
 /// Which log lines are written: `RUST_LOG` if set, else the defaults.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once at start-up and taken apart at once"
+)]
 enum LogFilter {
     Targets(Targets),
     Env(EnvFilter),
