@@ -44,8 +44,8 @@
 //! disabled span and writes no header.
 //!
 //! Tower-http's `TraceLayer` makes a span per request too, but no client span per attempt and
-//! no `traceparent`; the `opentelemetry-http` crate gives the propagation primitives this layer
-//! uses, not a tower layer.
+//! no `traceparent`; the `opentelemetry-http` crate gives propagation primitives, not a tower
+//! layer.
 //!
 //! ```
 //! use opentelemetry::trace::TracerProvider as _;
@@ -87,9 +87,9 @@ mod request;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::global::BoxedTracer;
-
-use opentelemetry_http::HeaderInjector;
+use opentelemetry::propagation::Injector;
 use tower_service::Service;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -211,8 +211,36 @@ fn inject<R: AttemptRequest>(span: &tracing::Span, tracer: &BoxedTracer, request
         context = caller.with_span(attempt);
     }
     opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut HeaderInjector(request.headers_mut()));
+        propagator.inject_context(&context, &mut HeaderWriter(request.headers_mut()));
     });
+}
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// Writes a propagator's fields into the request's headers, like `opentelemetry_http`'s
+/// `HeaderInjector` but for every attempt of a client: the W3C header names are made once
+/// rather than parsed (and allocated) per request, and an empty field (the W3C propagator's
+/// `tracestate` when the trace has none) writes no header at all.
+struct HeaderWriter<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderWriter<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
+        let name = match key {
+            "traceparent" => TRACEPARENT,
+            "tracestate" => TRACESTATE,
+            other => match HeaderName::from_bytes(other.as_bytes()) {
+                Ok(name) => name,
+                Err(_) => return,
+            },
+        };
+        if let Ok(value) = HeaderValue::try_from(value) {
+            self.0.insert(name, value);
+        }
+    }
 }
 
 /// Records how the attempt ended: the status code (and `error.type` for 4xx and 5xx, which are

@@ -300,3 +300,28 @@ async fn without_the_opentelemetry_layer_an_attempt_continues_the_current_contex
     }
     assert_ne!(sent[0], sent[1], "each attempt its own span id");
 }
+
+#[test]
+fn the_header_writer_names_w3c_fields_and_skips_empty_ones() {
+    use opentelemetry::propagation::Injector;
+
+    let mut headers = http::HeaderMap::new();
+    let mut writer = super::HeaderWriter(&mut headers);
+    writer.set(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+    );
+    writer.set("tracestate", String::new());
+    writer.set("X-B3-TraceId", "4bf92f3577b34da6".into());
+    writer.set("bad header", "dropped".into());
+    assert_eq!(
+        headers["traceparent"],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
+    assert!(
+        !headers.contains_key("tracestate"),
+        "an empty field is not sent"
+    );
+    assert_eq!(headers["x-b3-traceid"], "4bf92f3577b34da6");
+    assert_eq!(headers.len(), 2);
+}
