@@ -22,7 +22,7 @@ use crate::failure;
 /// its server span, and each attempt writes its own `traceparent` (naming the attempt's span)
 /// and the trace's `tracestate` (the resilience crate's attempt span). Zipkin's `b3` and
 /// `x-b3-*` (as Linkerd and Istio may use them) pass through as they came.
-const FORWARDED_HEADERS: [HeaderName; 10] = [
+static FORWARDED_HEADERS: [HeaderName; 10] = [
     http::header::CONTENT_TYPE,
     http::header::ACCEPT,
     HeaderName::from_static(demo_kit::REQUEST_ID),
@@ -150,8 +150,9 @@ impl Upstream {
         body: Option<Bytes>,
     ) -> Result<Reply, AppError> {
         let mut request = self.client.request(method.clone(), path_and_query);
-        for name in &FORWARDED_HEADERS {
-            for value in headers.get_all(name) {
+        // One pass over what the client sent (a few headers), not a lookup per allowed name.
+        for (name, value) in headers {
+            if FORWARDED_HEADERS.contains(name) {
                 request = request.header(name, value);
             }
         }
