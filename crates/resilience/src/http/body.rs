@@ -47,6 +47,9 @@ pin_project! {
     pub struct ReadBody<B> {
         #[pin]
         body: B,
+        // The first frame as it came (most answers are one frame: no copy, no buffer); the
+        // buffer is only made when a second frame arrives.
+        first: Option<Bytes>,
         buffer: BytesMut,
         limit: usize,
     }
@@ -55,12 +58,10 @@ pin_project! {
 impl<B: Body> ReadBody<B> {
     /// Reads `body`, accepting at most `limit` bytes.
     pub fn new(body: B, limit: usize) -> Self {
-        let capacity = usize::try_from(body.size_hint().lower())
-            .unwrap_or(usize::MAX)
-            .min(limit);
         Self {
             body,
-            buffer: BytesMut::with_capacity(capacity),
+            first: None,
+            buffer: BytesMut::new(),
             limit,
         }
     }
@@ -82,7 +83,11 @@ where
         }
         loop {
             let Some(frame) = ready!(this.body.as_mut().poll_frame(cx)) else {
-                return Poll::Ready(Ok(std::mem::take(this.buffer).freeze()));
+                let body = match this.first.take() {
+                    Some(first) => first,
+                    None => std::mem::take(this.buffer).freeze(),
+                };
+                return Poll::Ready(Ok(body));
             };
             let frame = frame.map_err(|error| BodyFailed {
                 source: error.into(),
@@ -91,8 +96,23 @@ where
                 // Trailers carry nothing the caller reads.
                 continue;
             };
-            if this.buffer.len() + data.remaining() > *this.limit {
+            let read = this.first.as_ref().map_or(0, Bytes::len) + this.buffer.len();
+            if read + data.remaining() > *this.limit {
                 return Poll::Ready(Err(too_large.into()));
+            }
+            if read == 0 {
+                // Without a copy when the body's buffer is `Bytes`, as hyper's is.
+                *this.first = Some(data.copy_to_bytes(data.remaining()));
+                continue;
+            }
+            if let Some(first) = this.first.take() {
+                let expected = usize::try_from(this.body.size_hint().lower()).unwrap_or(0);
+                this.buffer.reserve(
+                    (first.len() + data.remaining())
+                        .max(expected)
+                        .min(*this.limit),
+                );
+                this.buffer.extend_from_slice(&first);
             }
             while data.has_remaining() {
                 let chunk = data.chunk();
@@ -124,6 +144,30 @@ mod tests {
     async fn reads_every_chunk() {
         let body = chunked(vec![data("{\"id\":"), data("1}")]);
         assert_eq!(ReadBody::new(body, 64).await.unwrap(), "{\"id\":1}");
+    }
+
+    #[tokio::test]
+    async fn a_body_of_one_frame_comes_back_without_a_copy() {
+        let sent = Bytes::from_static(b"{\"id\":1}");
+        let read = ReadBody::new(Full::new(sent.clone()), 64).await.unwrap();
+        assert_eq!(read, sent);
+        assert_eq!(read.as_ptr(), sent.as_ptr(), "the same bytes, not a copy");
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_reads_as_empty() {
+        let body = chunked(Vec::new());
+        assert!(ReadBody::new(body, 64).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_cap_counts_the_first_frame_too() {
+        let body = chunked(vec![data("12345"), data("678")]);
+        let error = ReadBody::new(body, 7).await.unwrap_err();
+        assert!(
+            find_in_chain::<BodyTooLarge>(error.as_ref()).is_some(),
+            "{error}"
+        );
     }
 
     #[tokio::test]
