@@ -30,7 +30,7 @@ use clap::Parser;
 use resilience_benches::Result;
 use resilience_benches::harness::missing_tools;
 use resilience_benches::machine::Machine;
-use resilience_benches::{binary, results};
+use resilience_benches::{binary, harness, results};
 use serde::Serialize;
 
 /// The API key the gateway is started with and every request sends.
@@ -99,7 +99,7 @@ fn run() -> Result<()> {
         )
         .into());
     }
-    let harness = args.harness.clone().unwrap_or_else(default_harness);
+    let harness = args.harness.clone().unwrap_or_else(harness::default_dir);
     let machine = Machine::now();
     let gateway = match &args.gateway {
         Some(path) => path.clone(),
@@ -148,16 +148,6 @@ fn run() -> Result<()> {
         println!("wrote {} and {}", json.display(), md.display());
     }
     Ok(())
-}
-
-/// `../shared/bench/proxies` from the workspace root.
-fn default_harness() -> PathBuf {
-    let root = binary::workspace_root();
-    root.parent()
-        .unwrap_or(&root)
-        .join("shared")
-        .join("bench")
-        .join("proxies")
 }
 
 /// Builds the harness's backend (release) under cargo's target directory, as the `proxies`

@@ -26,7 +26,7 @@ use resilience_benches::harness::{
     INSTALL_HINT, REQUIRED_TOOLS, missing_tools, separate_tables, shell_quote, tsv_to_json,
 };
 use resilience_benches::machine::Machine;
-use resilience_benches::{binary, results};
+use resilience_benches::{binary, harness, results};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -109,7 +109,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let harness = args.harness.clone().unwrap_or_else(default_harness);
+    let harness = args.harness.clone().unwrap_or_else(harness::default_dir);
     let script = harness.join(args.mode.script());
     if !script.is_file() {
         return Err(format!(
@@ -163,16 +163,6 @@ fn run() -> Result<()> {
         println!("wrote {} and {}", json.display(), md.display());
     }
     Ok(())
-}
-
-/// `../shared/bench/proxies` from the workspace root.
-fn default_harness() -> PathBuf {
-    let root = binary::workspace_root();
-    root.parent()
-        .unwrap_or(&root)
-        .join("shared")
-        .join("bench")
-        .join("proxies")
 }
 
 /// The variables the harness reads (see its README). The backends' ports are the harness's

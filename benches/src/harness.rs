@@ -2,7 +2,7 @@
 //! (`../shared/bench/proxies`, a set of shell scripts): the tools it calls, a command line it can
 //! run through `bash -c`, and its tab-separated results read back as JSON.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -11,6 +11,16 @@ use serde_json::{Map, Value};
 pub const REQUIRED_TOOLS: [&str; 8] = [
     "nginx", "haproxy", "wrk", "curl", "jq", "envsubst", "ss", "taskset",
 ];
+
+/// The shared harness's folder: `../shared/bench/proxies` from the workspace root.
+pub fn default_dir() -> PathBuf {
+    let root = crate::binary::workspace_root();
+    root.parent()
+        .unwrap_or(&root)
+        .join("shared")
+        .join("bench")
+        .join("proxies")
+}
 
 /// The Debian packages that provide [`REQUIRED_TOOLS`].
 pub const INSTALL_HINT: &str =
