@@ -138,3 +138,25 @@ async fn breakers_forced_closed_stay_so_for_endpoints_added_later_and_endpoints_
     );
     assert_eq!(client.breakers().len(), 2);
 }
+
+#[tokio::test]
+async fn an_endpoint_with_a_base_path_gets_each_path_once_under_it() {
+    let server = Server::start(Answer::Target, "127.0.0.1:0".parse().unwrap()).await;
+    for base in ["v1", "v1/"] {
+        let client = ResilientClient::builder("users")
+            .endpoint(format!("{}/{base}", server.url()))
+            .build()
+            .unwrap();
+        let request = client
+            .request(reqwest::Method::GET, "/users/7?limit=2")
+            .build()
+            .unwrap();
+        let response = client.execute(request).await.unwrap();
+        assert_eq!(
+            String::from_utf8(response.into_body().to_vec()).unwrap(),
+            "/v1/users/7?limit=2",
+            "endpoint {}/{base}",
+            server.url()
+        );
+    }
+}

@@ -23,6 +23,8 @@ pub(crate) enum Answer {
     Name(&'static str),
     /// `200`, a `Content-Length` of 20 and 10 bytes, then nothing.
     StallHalfway,
+    /// The request's path and query.
+    Target,
 }
 
 /// A body of ten bytes that promises twenty and never sends the rest.
@@ -63,8 +65,11 @@ impl Server {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 connections.spawn(async move {
-                    let service = service_fn(move |_request| async move {
+                    let service = service_fn(move |request: hyper::Request<_>| async move {
                         let response = match answer {
+                            Answer::Target => hyper::Response::new(Body::Left(
+                                http_body_util::Full::new(Bytes::from(request.uri().to_string())),
+                            )),
                             Answer::Name(name) => hyper::Response::new(Body::Left(
                                 http_body_util::Full::new(Bytes::from(name)),
                             )),

@@ -81,12 +81,30 @@ impl crate::http::trace::AttemptRequest for Attempt {
 #[derive(Debug, Clone)]
 pub(crate) struct Rebase<S> {
     base: Url,
+    /// The base is an origin alone (no path, no query): a request already on that origin needs
+    /// no new URL.
+    origin_only: bool,
     inner: S,
 }
 
 impl<S> Rebase<S> {
     pub(crate) fn new(base: Url, inner: S) -> Self {
-        Self { base, inner }
+        let origin_only = base.path() == "/" && base.query().is_none();
+        Self {
+            base,
+            origin_only,
+            inner,
+        }
+    }
+
+    fn is_on_base(&self, url: &Url) -> bool {
+        let base = &self.base;
+        self.origin_only
+            && url.scheme() == base.scheme()
+            && url.host_str() == base.host_str()
+            && url.port() == base.port()
+            && url.username() == base.username()
+            && url.password() == base.password()
     }
 }
 
@@ -100,8 +118,10 @@ impl<S: Service<Attempt>> Service<Attempt> for Rebase<S> {
     }
 
     fn call(&mut self, mut attempt: Attempt) -> Self::Future {
-        let url = rebase(&self.base, attempt.request.url());
-        *attempt.request.url_mut() = url;
+        if !self.is_on_base(attempt.request.url()) {
+            let url = rebase(&self.base, attempt.request.url());
+            *attempt.request.url_mut() = url;
+        }
         self.inner.call(attempt)
     }
 }

@@ -88,6 +88,8 @@ pub struct ResilientClient {
 /// What every clone shares: how to make endpoints, and handles on them.
 struct Parts {
     factory: EndpointFactory,
+    /// The first endpoint's origin (no path): requests are built on it, then each endpoint's
+    /// `Rebase` puts them under its own base (and base path), once.
     request_base: Url,
     endpoints: RoundRobinHandle<String, Endpoint>,
     handles: Mutex<Vec<EndpointHandles>>,
@@ -584,7 +586,10 @@ impl ResilientClientBuilder {
             health: self.health,
             breakers_forced_closed: self.breakers_forced_closed,
         };
-        let request_base = bases[0].clone();
+        let mut request_base = bases[0].clone();
+        request_base.set_path("/");
+        request_base.set_query(None);
+        request_base.set_fragment(None);
         let mut handles = Vec::with_capacity(bases.len());
         let mut endpoints = Vec::with_capacity(bases.len());
         for base in bases {
