@@ -5,9 +5,10 @@
 //! flags). Needs valgrind, nginx and taskset: `apt-get install -y valgrind nginx util-linux`.
 //!
 //! Timings on a shared 2-core VM move by ±20 % from run to run, which hides any change smaller
-//! than that. Instructions executed do not move: the same requests through the same binary
-//! count the same within a fraction of a percent, so a change to the hot path shows as a number,
-//! and the gateway and nginx compare as a ratio that no neighbour's load disturbs. What they
+//! than that. Instructions executed move far less: the same requests through the same binary
+//! count the same within about ±1.2 % (what is left is how many requests each wakeup finds
+//! waiting), so a change to the hot path shows as a number once it passes that, and the gateway
+//! and nginx compare as a ratio that no neighbour's load disturbs. What they
 //! leave out is the kernel (the socket calls, the same four per request for both, about half of
 //! the gateway's CPU and most of nginx's), and what an instruction costs (a cache miss, an
 //! atomic read-modify-write): the `proxies` bench measures time, this one the work.
