@@ -132,9 +132,9 @@ fn enter_timer_runtime() {
 }
 
 /// One call, driven to completion on this thread.
-fn call<S>(service: &mut S, request: u64) -> u64
+fn call<S, R>(service: &mut S, request: R) -> S::Response
 where
-    S: Service<u64, Response = u64>,
+    S: Service<R>,
     S::Error: fmt::Debug,
 {
     enter_timer_runtime();
@@ -459,13 +459,7 @@ mod http_stack {
         S: Service<Request, Response = Response>,
         S::Error: fmt::Debug,
     {
-        enter_timer_runtime();
-        let mut cx = Context::from_waker(Waker::noop());
-        match service.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => {}
-            other => panic!("the service was not ready: {other:?}"),
-        }
-        let response = drive(service.call(divan::black_box(request)));
+        let response = call(&mut service, divan::black_box(request));
         (service, response)
     }
 
