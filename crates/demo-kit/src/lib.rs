@@ -86,6 +86,7 @@ pub use service_main::run_service;
 pub use shutdown::shutdown_signal;
 pub use stack::{
     BoxError, DEFAULT_BODY_LIMIT, HttpResponse, HttpService, ResponseBody, RouteOf, Stack,
+    resource_route_of,
 };
 pub use telemetry::{Telemetry, TelemetryArgs, init_telemetry, init_tracing};
 

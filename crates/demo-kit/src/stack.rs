@@ -79,6 +79,27 @@ pub struct Stack {
 /// The route template of a path (`/users/7` → `/users/{id}`), `None` when unknown.
 pub type RouteOf = fn(&str) -> Option<&'static str>;
 
+/// The route template of `path` in a service of one resource: its `collection` (`/users`) and
+/// `item` (`/users/{id}`) routes, and the probes and fault routes every service here serves
+/// (`/health`, `/ready`, `/admin/faults`); `None` for a path no route serves. For a service's
+/// [`RouteOf`].
+pub fn resource_route_of(
+    path: &str,
+    collection: &'static str,
+    item: &'static str,
+) -> Option<&'static str> {
+    let resource = collection.trim_start_matches('/');
+    let mut segments = path.trim_end_matches('/').split('/').skip(1);
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some("health"), None, _) => Some("/health"),
+        (Some("ready"), None, _) => Some("/ready"),
+        (Some(first), None, _) if first == resource => Some(collection),
+        (Some(first), Some(_), None) if first == resource => Some(item),
+        (Some("admin"), Some("faults"), None) => Some("/admin/faults"),
+        _ => None,
+    }
+}
+
 impl Default for Stack {
     fn default() -> Self {
         Self::new()

@@ -37,15 +37,7 @@ pub fn stack(state: &AppState) -> Stack {
 /// The route template of `path`, naming its server span (`GET /users/{id}`, never the raw
 /// path); `None` for a path no route serves.
 pub fn route_of(path: &str) -> Option<&'static str> {
-    let mut segments = path.trim_end_matches('/').split('/').skip(1);
-    match (segments.next(), segments.next(), segments.next()) {
-        (Some("health"), None, _) => Some("/health"),
-        (Some("ready"), None, _) => Some("/ready"),
-        (Some("users"), None, _) => Some("/users"),
-        (Some("users"), Some(_), None) => Some("/users/{id}"),
-        (Some("admin"), Some("faults"), None) => Some("/admin/faults"),
-        _ => None,
-    }
+    demo_kit::resource_route_of(path, "/users", "/users/{id}")
 }
 
 /// The app as a tower service over any request body (in-process tests use `Full<Bytes>`).
