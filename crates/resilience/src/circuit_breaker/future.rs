@@ -26,7 +26,7 @@ pin_project! {
         Called {
             #[pin]
             future: F,
-            permit: Option<Permit>,
+            permit: Permit,
             classifier: C,
         },
         Rejected {
@@ -40,7 +40,7 @@ impl<F, C> ResponseFuture<F, C> {
         Self {
             kind: Kind::Called {
                 future,
-                permit: Some(permit),
+                permit,
                 classifier,
             },
         }
@@ -69,9 +69,7 @@ where
                 classifier,
             } => {
                 let result = ready!(future.poll(cx));
-                if let Some(permit) = permit.take() {
-                    permit.settle(classifier.classify(&result));
-                }
+                permit.settle(classifier.classify(&result));
                 Poll::Ready(result.map_err(Into::into))
             }
             KindProj::Rejected { error } => Poll::Ready(Err(error

@@ -74,6 +74,7 @@ impl Machine {
     /// What a call meets in `state` with `free_probes` permits left. The state's deadline
     /// `until` and the time `now` are read only when the answer depends on them: a closed
     /// breaker reads neither, which keeps its admission to one atomic load.
+    #[inline]
     pub(crate) fn admit(
         &self,
         state: State,

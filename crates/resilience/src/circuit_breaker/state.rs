@@ -117,6 +117,7 @@ struct Lane {
 }
 
 impl Lane {
+    #[inline]
     fn count(&self, field: usize) {
         self.counters[field].fetch_add(1, Ordering::Relaxed);
     }
@@ -135,14 +136,18 @@ pub(crate) struct Permit {
 }
 
 impl Permit {
-    /// Records the call's outcome.
-    pub(crate) fn settle(mut self, outcome: Outcome) {
-        self.settled = true;
-        self.lane.core.record(&self, outcome);
+    /// Records the call's outcome, once: a permit polled again after its call ended (or
+    /// dropped after settling) records nothing more.
+    #[inline]
+    pub(crate) fn settle(&mut self, outcome: Outcome) {
+        if !std::mem::replace(&mut self.settled, true) {
+            self.lane.core.record(self, outcome);
+        }
     }
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         if self.settled {
             return;
@@ -188,6 +193,7 @@ impl Breaker {
     }
 
     /// Admits one call, or says why not (and counts the refusal).
+    #[inline]
     pub(crate) fn acquire(&self) -> Result<Permit, CircuitOpen> {
         self.core.acquire(&self.lanes[stripe_index()], true)
     }
@@ -336,6 +342,7 @@ impl Core {
 
     /// Admits one call, with a permit holding `lane`, or says why not; a refusal is counted
     /// when `count` says so (a call refused, not a balancer looking).
+    #[inline]
     fn acquire(&self, lane: &Arc<Lane>, count: bool) -> Result<Permit, CircuitOpen> {
         loop {
             let word = self.word.load(Ordering::Acquire);
@@ -376,6 +383,7 @@ impl Core {
         }
     }
 
+    #[inline]
     fn permit(&self, lane: &Arc<Lane>, generation: u64, probe: bool) -> Permit {
         Permit {
             lane: Arc::clone(lane),
@@ -406,6 +414,7 @@ impl Core {
         }
     }
 
+    #[inline]
     fn record(&self, permit: &Permit, outcome: Outcome) {
         let failure = outcome == Outcome::Failure;
         let now = (self.needs_clock).then(Instant::now);
