@@ -25,6 +25,7 @@ pub(crate) struct Gate {
 
 impl Gate {
     /// Ready once the breaker admits a call, which is then reserved for the next `call`.
+    #[inline]
     pub(crate) fn poll_admit(&mut self, breaker: &Breaker, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             if self
@@ -73,6 +74,7 @@ impl Gate {
     }
 
     /// The admission reserved by the last ready poll.
+    #[inline]
     pub(crate) fn take(&mut self) -> Option<Permit> {
         self.reserved.take()
     }

@@ -200,11 +200,13 @@ impl Breaker {
 
     /// Admits one call for a readiness gate, which asks as often as it is polled: a refusal
     /// here is a "not now", not a rejected call, and is not counted.
+    #[inline]
     pub(crate) fn acquire_quietly(&self) -> Result<Permit, CircuitOpen> {
         self.core.acquire(&self.lanes[stripe_index()], false)
     }
 
     /// Whether `permit` was taken in the breaker's current state (no transition since).
+    #[inline]
     pub(crate) fn is_current(&self, permit: &Permit) -> bool {
         generation_of(self.core.word.load(Ordering::Acquire)) == permit.generation
     }

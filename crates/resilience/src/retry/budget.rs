@@ -78,6 +78,7 @@ impl RetryBudget {
     }
 
     /// Counts a request (not a retry).
+    #[inline]
     pub fn deposit(&self) {
         self.deposits.increment(0);
     }
