@@ -71,6 +71,13 @@ pub(crate) struct Entry {
 }
 
 impl Machine {
+    /// Whether [`admit`](Self::admit) passes every call in `state` whatever else holds: the
+    /// closed states, which callers check first to admit without reading anything else.
+    #[inline]
+    pub(crate) fn passes(state: State) -> bool {
+        matches!(state, State::Closed | State::ForcedClosed)
+    }
+
     /// What a call meets in `state` with `free_probes` permits left. The state's deadline
     /// `until` and the time `now` are read only when the answer depends on them: a closed
     /// breaker reads neither, which keeps its admission to one atomic load.
@@ -205,6 +212,29 @@ mod tests {
                 || panic!("read the clock"),
             );
             assert_eq!(admission, Admission::Pass);
+        }
+    }
+
+    #[test]
+    fn passes_is_admit_passing_whatever_the_probes_and_the_time() {
+        let states = [
+            State::Closed,
+            State::ForcedClosed,
+            State::Open,
+            State::ForcedOpen,
+            State::HalfOpen,
+        ];
+        let start = Instant::now();
+        for state in states {
+            for (probes, until, now) in [(0, 5, 1), (1, 5, 1), (0, 1, 5), (1, 1, 5)] {
+                let admission =
+                    machine(1).admit(state, probes, || start + secs(until), || start + secs(now));
+                assert_eq!(
+                    Machine::passes(state),
+                    admission == Admission::Pass,
+                    "{state:?} with {probes} probes, until {until}s, now {now}s: {admission:?}"
+                );
+            }
         }
     }
 

@@ -193,7 +193,7 @@ impl Breaker {
     }
 
     /// Admits one call, or says why not (and counts the refusal).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire(&self) -> Result<Permit, CircuitOpen> {
         self.core.acquire(&self.lanes[stripe_index()], true)
     }
@@ -344,8 +344,21 @@ impl Core {
 
     /// Admits one call, with a permit holding `lane`, or says why not; a refusal is counted
     /// when `count` says so (a call refused, not a balancer looking).
-    #[inline]
+    ///
+    /// A closed breaker admits inline, in its caller: the permit is built in place instead of
+    /// returned through memory, which the caller would read back before the stores landed.
+    #[inline(always)]
     fn acquire(&self, lane: &Arc<Lane>, count: bool) -> Result<Permit, CircuitOpen> {
+        let word = self.word.load(Ordering::Acquire);
+        if Machine::passes(State::from_bits(word)) {
+            return Ok(self.permit(lane, generation_of(word), false));
+        }
+        self.acquire_outside_closed(lane, count)
+    }
+
+    /// [`acquire`](Self::acquire) in the states that may refuse, probe or move on.
+    #[inline(never)]
+    fn acquire_outside_closed(&self, lane: &Arc<Lane>, count: bool) -> Result<Permit, CircuitOpen> {
         loop {
             let word = self.word.load(Ordering::Acquire);
             let generation = generation_of(word);
@@ -385,7 +398,7 @@ impl Core {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn permit(&self, lane: &Arc<Lane>, generation: u64, probe: bool) -> Permit {
         Permit {
             lane: Arc::clone(lane),
