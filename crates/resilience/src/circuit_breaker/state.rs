@@ -136,8 +136,8 @@ pub(crate) struct Permit {
 }
 
 impl Permit {
-    /// Records the call's outcome, once: a permit polled again after its call ended (or
-    /// dropped after settling) records nothing more.
+    /// Records the call's outcome, once: settling again (a response future polled after it
+    /// completed) or dropping the permit afterwards records nothing more.
     #[inline]
     pub(crate) fn settle(&mut self, outcome: Outcome) {
         if !std::mem::replace(&mut self.settled, true) {
