@@ -66,7 +66,13 @@ async fn try_run_gateway(mut config: GatewayConfig) -> Result<(), String> {
     demo_kit::announce_listening(addr);
     tracing::info!(%addr, "gateway up");
 
-    let served = crate::run(listener, state, demo_kit::shutdown_signal()).await;
+    let shutdown = async {
+        demo_kit::shutdown_signal().await;
+        for child in &children {
+            child.expect_exit();
+        }
+    };
+    let served = crate::run(listener, state, shutdown).await;
     tracing::info!("gateway stopped; stopping the services");
     for child in children {
         child.stop().await;

@@ -173,10 +173,17 @@ async fn watch(
 }
 
 impl Running {
+    /// Takes the child's exit from now on as asked for, not as a crash to report: Ctrl-C in a
+    /// terminal reaches the whole process group, so the children drain and exit on their own
+    /// while the gateway is still draining.
+    pub fn expect_exit(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// Asks the child to stop (its stdin closes), waits for it to drain, and kills it if it
     /// does not.
     pub async fn stop(mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
+        self.expect_exit();
         drop(self.stdin.take());
         if tokio::time::timeout(STOP_TIMEOUT, &mut self.exited)
             .await
