@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use resilience_benches::Result;
-use resilience_benches::harness::missing_tools;
+use resilience_benches::harness::require_tools;
 use resilience_benches::machine::Machine;
 use resilience_benches::{binary, harness, results};
 use serde::Serialize;
@@ -89,17 +89,11 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let args = Args::parse();
-    let missing = missing_tools(
+    require_tools(
         &["valgrind", "nginx", "taskset"],
-        &std::env::var_os("PATH").unwrap_or_default(),
-    );
-    if !missing.is_empty() {
-        return Err(format!(
-            "missing {}. Install them with\n    apt-get install -y valgrind nginx util-linux",
-            missing.join(", ")
-        )
-        .into());
-    }
+        "",
+        "apt-get install -y valgrind nginx util-linux",
+    )?;
     let harness = args.harness.clone().unwrap_or_else(harness::default_dir);
     let machine = Machine::now();
     let gateway = match &args.gateway {

@@ -23,7 +23,7 @@ use std::process::{Command, ExitCode, Stdio};
 use clap::{Parser, ValueEnum};
 use resilience_benches::Result;
 use resilience_benches::harness::{
-    INSTALL_HINT, REQUIRED_TOOLS, missing_tools, separate_tables, shell_quote, tsv_to_json,
+    INSTALL_HINT, REQUIRED_TOOLS, require_tools, separate_tables, shell_quote, tsv_to_json,
 };
 use resilience_benches::machine::Machine;
 use resilience_benches::{binary, harness, results};
@@ -118,17 +118,11 @@ fn run() -> Result<()> {
         )
         .into());
     }
-    let missing = missing_tools(
+    require_tools(
         &REQUIRED_TOOLS,
-        &std::env::var_os("PATH").unwrap_or_default(),
-    );
-    if !missing.is_empty() {
-        return Err(format!(
-            "missing {}: the harness runs nginx, HAProxy and wrk. Install them with\n    {INSTALL_HINT}",
-            missing.join(", ")
-        )
-        .into());
-    }
+        ": the harness runs nginx, HAProxy and wrk",
+        INSTALL_HINT,
+    )?;
     let machine = Machine::now();
     let gateway = binary::build_release_gateway()?;
     let env = harness_env(&args, &gateway, &machine);

@@ -27,12 +27,26 @@ pub const INSTALL_HINT: &str =
     "apt-get install -y nginx haproxy wrk jq curl gettext-base iproute2 util-linux";
 
 /// The tools among `tools` found in none of the directories of `path` (a `PATH` value).
-pub fn missing_tools<'a>(tools: &[&'a str], path: &std::ffi::OsStr) -> Vec<&'a str> {
+fn missing_tools<'a>(tools: &[&'a str], path: &std::ffi::OsStr) -> Vec<&'a str> {
     tools
         .iter()
         .copied()
         .filter(|tool| !std::env::split_paths(path).any(|dir| is_executable(&dir.join(tool))))
         .collect()
+}
+
+/// Fails, naming what is missing and how to install it, unless every one of `tools` is on
+/// this process's `PATH`. `why` follows the list in the message (empty, or ": what needs them").
+pub fn require_tools(tools: &[&str], why: &str, install: &str) -> crate::Result<()> {
+    let missing = missing_tools(tools, &std::env::var_os("PATH").unwrap_or_default());
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "missing {}{why}. Install them with\n    {install}",
+        missing.join(", ")
+    )
+    .into())
 }
 
 fn is_executable(path: &Path) -> bool {
