@@ -136,7 +136,7 @@ fn run() -> Result<()> {
             per_request,
         });
     }
-    let markdown = render(&counts);
+    let markdown = render(&args, &counts);
     println!("\n{markdown}");
     if !args.no_save {
         let (json, md) = results::write("instructions", &machine, false, &counts, &markdown)?;
@@ -412,7 +412,11 @@ fn instructions_in(log: &str) -> Option<u64> {
         .and_then(|(_, count)| count.trim().replace(',', "").parse().ok())
 }
 
-fn render(counts: &[Count]) -> String {
+fn render(args: &Args, counts: &[Count]) -> String {
+    let flags = match &args.gateway {
+        Some(gateway) => format!(" -- --gateway {}", gateway.display()),
+        None => String::new(),
+    };
     let nginx = counts
         .iter()
         .find(|count| count.target == "nginx")
@@ -432,7 +436,7 @@ fn render(counts: &[Count]) -> String {
         })
         .collect();
     format!(
-        "Command: `cargo bench -p resilience-benches --bench instructions`\n\n\
+        "Command: `cargo bench -p resilience-benches --bench instructions{flags}`\n\n\
          | target | requests | instructions, loaded run | instructions, idle run | per request | ratio to nginx |\n\
          |---|---:|---:|---:|---:|---:|\n{rows}"
     )

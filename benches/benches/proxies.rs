@@ -46,6 +46,10 @@ struct Args {
     /// Loopback port the gateway listens on.
     #[arg(long, default_value_t = 18090)]
     gateway_port: u16,
+    /// Run this gateway binary instead of building the workspace's (an older build, or
+    /// `reqwest-floor` for the floor of any reqwest-based gateway).
+    #[arg(long)]
+    gateway: Option<PathBuf>,
     /// The harness's folder [default: ../shared/bench/proxies from the workspace root].
     #[arg(long, env = "PROXY_HARNESS")]
     harness: Option<PathBuf>,
@@ -124,7 +128,10 @@ fn run() -> Result<()> {
         INSTALL_HINT,
     )?;
     let machine = Machine::now();
-    let gateway = binary::build_release_gateway()?;
+    let gateway = match &args.gateway {
+        Some(path) => path.clone(),
+        None => binary::build_release_gateway()?,
+    };
     let env = harness_env(&args, &gateway, &machine);
     let harness_results = PathBuf::from(&env["RESULTS_DIR"]);
     println!("machine: {}", machine.describe());
@@ -277,10 +284,13 @@ fn render(
     env: &BTreeMap<&'static str, String>,
     output: &str,
 ) -> String {
-    let flags = match args.mode {
+    let mut flags = match args.mode {
         Mode::Throughput => format!("--rounds {}", args.rounds),
         Mode::Kill => "--mode kill".into(),
     };
+    if let Some(gateway) = &args.gateway {
+        flags.push_str(&format!(" --gateway {}", gateway.display()));
+    }
     let settings: String = env
         .iter()
         .map(|(name, value)| format!("- `{name}={value}`\n"))
