@@ -26,7 +26,6 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::LazyLock;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -38,18 +37,7 @@ use tower::{Layer, Service, ServiceBuilder};
 #[global_allocator]
 static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();
 
-/// Gives the timeouts a timer to register with. It is never driven: every future here completes
-/// before any timer could fire, as on the happy path.
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a tokio runtime for the timers")
-});
-
 fn main() {
-    // Built before the first case, so no case pays for it.
-    LazyLock::force(&RUNTIME);
     // A fixed number of calls per sample (`--sample-size` still overrides it): divan sizes
     // samples from its first timed call, and a case's first call on a thread also pays for the
     // thread's one-time set-up (entering the timer runtime), which makes divan settle on one
@@ -117,16 +105,27 @@ impl Service<u64> for Echo {
     }
 }
 
-/// Puts this thread in the timer runtime's context, once: entering clones the runtime's handle
-/// (a shared reference count), and doing that per call would add a contended write to every
-/// case, the bare one included. The guard is never dropped: the thread stays in the context for
-/// the rest of its life, and dropping guards in thread-exit destructors aborts.
+/// Gives this thread a timer to register with, once: a current-thread runtime of its own,
+/// entered for the rest of the thread's life. It is never driven: every future here completes
+/// before any timer could fire, as on the happy path.
+///
+/// One timer wheel per thread is what a server's threads have: tokio's multi-thread runtime
+/// keeps a timer shard per worker, and a worker registers its timers in its own. One wheel shared
+/// by the bench's threads would have them fight over its lock on every armed timer, a cost no
+/// server pays. Entering is done once per thread because it clones the runtime's handle (a shared
+/// reference count); the runtime and the guard are leaked, since dropping either in a thread-exit
+/// destructor aborts.
 fn enter_timer_runtime() {
     thread_local! {
         static ENTERED: Cell<bool> = const { Cell::new(false) };
     }
     if !ENTERED.get() {
-        std::mem::forget(RUNTIME.enter());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a tokio runtime for the timers");
+        let runtime: &'static tokio::runtime::Runtime = Box::leak(Box::new(runtime));
+        std::mem::forget(runtime.enter());
         ENTERED.set(true);
     }
 }

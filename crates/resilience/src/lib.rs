@@ -184,6 +184,7 @@ pub mod hedge;
 pub mod http;
 pub mod retry;
 mod striped;
+mod striped_arc;
 mod sync;
 pub mod timeout;
 

@@ -64,20 +64,34 @@ impl<const N: usize> std::fmt::Debug for StripedCounters<N> {
 
 /// This thread's stripe: threads are numbered in the order they first count, so two threads
 /// always land on different stripes until there are more threads than stripes.
-#[inline]
+#[inline(always)]
 pub(crate) fn stripe_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    let index = STRIPE.get();
+    if index == usize::MAX {
+        return number_this_thread();
     }
-    INDEX.with(|index| {
-        let mut value = index.get();
-        if value == usize::MAX {
-            value = NEXT.fetch_add(1, Ordering::Relaxed) & (STRIPES - 1);
-            index.set(value);
-        }
-        value
-    })
+    index
+}
+
+/// Whether `stripe` is this thread's: one thread-local load, and no numbering of a thread that
+/// has none yet (it is not that stripe's, whatever number it will get).
+#[inline(always)]
+pub(crate) fn is_this_threads(stripe: usize) -> bool {
+    STRIPE.get() == stripe
+}
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// A thread's first count, kept out of line so that every later one is a thread-local load.
+#[cold]
+#[inline(never)]
+fn number_this_thread() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let index = NEXT.fetch_add(1, Ordering::Relaxed) & (STRIPES - 1);
+    STRIPE.set(index);
+    index
 }
 
 #[cfg(test)]

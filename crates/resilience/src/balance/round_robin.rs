@@ -12,7 +12,7 @@
 //! back to the endpoint that just failed.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use tower_service::Service;
@@ -20,6 +20,8 @@ use tower_service::Service;
 use super::NoAvailableEndpoint;
 use super::future::ResponseFuture;
 use crate::BoxError;
+use crate::striped::{STRIPES, stripe_index};
+use crate::striped_arc::StripedArc;
 
 /// Spreads requests over endpoints in strict turn, skipping endpoints that are not ready (a
 /// [gated](crate::CircuitBreaker::gate_readiness) breaker is not ready while it admits no
@@ -28,7 +30,9 @@ use crate::BoxError;
 ///
 /// Clones share the endpoints and the turn, so a stack cloned per request still rotates.
 /// Endpoints are cloned for each request, so they should be cheap to clone (a breaker, a
-/// timeout and a `reqwest::Client` are each a reference count).
+/// timeout and a `reqwest::Client` are each a reference count). Each thread clones from copies of
+/// its own, made once per set of endpoints, so that a breaker's clones write only that thread's
+/// count.
 ///
 /// ```
 /// use tower::{Service, ServiceExt, service_fn};
@@ -56,8 +60,8 @@ use crate::BoxError;
 /// Like every tower service, [`call`](Service::call) must follow a `poll_ready` that returned
 /// `Ready(Ok(()))`; calling it otherwise panics.
 pub struct RoundRobin<K, S> {
-    shared: Arc<Shared<K, S>>,
-    snapshot: Arc<Snapshot<K, S>>,
+    shared: StripedArc<Shared<K, S>>,
+    snapshot: StripedArc<Snapshot<K, S>>,
     selection: Selection<S>,
     /// Endpoints that were not ready, kept so their wakers stay registered.
     parked: Vec<S>,
@@ -74,7 +78,7 @@ enum Selection<S> {
 struct Shared<K, S> {
     cursor: Padded<AtomicUsize>,
     version: AtomicU64,
-    current: Mutex<Arc<Snapshot<K, S>>>,
+    current: Mutex<StripedArc<Snapshot<K, S>>>,
 }
 
 /// Keeps the cursor, written on every request, off the cache line of anything read often.
@@ -84,20 +88,44 @@ struct Padded<T>(T);
 struct Snapshot<K, S> {
     version: u64,
     endpoints: Vec<(K, S)>,
+    /// Each thread stripe's own clones of the endpoints, made there on first use. A request
+    /// clones the endpoint it calls; cloned from these, an endpoint whose clones count per
+    /// thread (a breaker's) writes only this thread's count, where a clone of the shared
+    /// original would have to find this thread's count first, on every request.
+    local: [OnceLock<Vec<S>>; STRIPES],
+}
+
+impl<K, S> Snapshot<K, S> {
+    fn new(version: u64, endpoints: Vec<(K, S)>) -> Self {
+        Self {
+            version,
+            endpoints,
+            local: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
+impl<K, S: Clone> Snapshot<K, S> {
+    /// This thread's clones of the endpoints, in the same order.
+    fn local_endpoints(&self) -> &[S] {
+        self.local[stripe_index()].get_or_init(|| {
+            self.endpoints
+                .iter()
+                .map(|(_, service)| service.clone())
+                .collect()
+        })
+    }
 }
 
 impl<K, S> RoundRobin<K, S> {
     /// Balances over `endpoints`, each a key (an address, a name) and a service.
     pub fn new(endpoints: impl IntoIterator<Item = (K, S)>) -> Self {
-        let snapshot = Arc::new(Snapshot {
-            version: 0,
-            endpoints: endpoints.into_iter().collect(),
-        });
+        let snapshot = StripedArc::new(Snapshot::new(0, endpoints.into_iter().collect()));
         Self {
-            shared: Arc::new(Shared {
+            shared: StripedArc::new(Shared {
                 cursor: Padded(AtomicUsize::new(0)),
                 version: AtomicU64::new(0),
-                current: Mutex::new(Arc::clone(&snapshot)),
+                current: Mutex::new(snapshot.clone()),
             }),
             snapshot,
             selection: Selection::None,
@@ -109,7 +137,7 @@ impl<K, S> RoundRobin<K, S> {
     /// A handle that adds and removes endpoints while requests flow.
     pub fn handle(&self) -> RoundRobinHandle<K, S> {
         RoundRobinHandle {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 
@@ -125,13 +153,13 @@ impl<K, S> RoundRobin<K, S> {
 
     fn refresh(&mut self) {
         if self.shared.version.load(Ordering::Acquire) != self.snapshot.version {
-            self.snapshot = Arc::clone(&self.shared.current());
+            self.snapshot = self.shared.current().clone();
         }
     }
 }
 
 impl<K, S> Shared<K, S> {
-    fn current(&self) -> MutexGuard<'_, Arc<Snapshot<K, S>>> {
+    fn current(&self) -> MutexGuard<'_, StripedArc<Snapshot<K, S>>> {
         // Only handle updates hold the lock, and they leave the snapshot whole even if they panic.
         self.current
             .lock()
@@ -140,10 +168,11 @@ impl<K, S> Shared<K, S> {
 }
 
 impl<K, S> Clone for RoundRobin<K, S> {
+    #[inline(always)]
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
-            snapshot: Arc::clone(&self.snapshot),
+            shared: self.shared.clone(),
+            snapshot: self.snapshot.clone(),
             selection: Selection::None,
             parked: Vec::new(),
             // Tower's `Retry` clones the balancer right after the first call and sends the
@@ -234,7 +263,7 @@ impl<K, S> RoundRobin<K, S> {
         S: Service<Request> + Clone,
         S::Error: Into<BoxError>,
     {
-        let mut service = self.snapshot.endpoints[index].1.clone();
+        let mut service = self.snapshot.local_endpoints()[index].clone();
         match service.poll_ready(cx) {
             Poll::Ready(Ok(())) => {
                 self.selection = Selection::Chosen(service);
@@ -252,13 +281,13 @@ impl<K, S> RoundRobin<K, S> {
 
 /// Adds and removes a [`RoundRobin`]'s endpoints while it runs.
 pub struct RoundRobinHandle<K, S> {
-    shared: Arc<Shared<K, S>>,
+    shared: StripedArc<Shared<K, S>>,
 }
 
 impl<K, S> Clone for RoundRobinHandle<K, S> {
     fn clone(&self) -> Self {
         Self {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -306,7 +335,7 @@ impl<K: PartialEq + Clone, S: Clone> RoundRobinHandle<K, S> {
         let mut endpoints = current.endpoints.clone();
         change(&mut endpoints);
         let version = current.version + 1;
-        *current = Arc::new(Snapshot { version, endpoints });
+        *current = StripedArc::new(Snapshot::new(version, endpoints));
         self.shared.version.store(version, Ordering::Release);
     }
 }

@@ -367,3 +367,41 @@ async fn with_one_endpoint_admitting_a_second_call_goes_back_to_it() {
         "b is open: a again"
     );
 }
+
+/// Each thread calls through its own copies of the endpoints: the breakers and the turn must
+/// still be the ones every thread shares.
+#[test]
+fn threads_share_the_breakers_and_the_turn() {
+    let fixture = Fixture::new(&["a", "b", "c"]);
+    let endpoints = fixture.breakers(&config());
+    let breaker_b = endpoints[1].1.handle();
+    let balancer = RoundRobin::new(endpoints);
+    let on_a_thread_of_its_own = |sends: usize| {
+        let mut balancer = balancer.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let outcomes: Vec<bool> = (0..sends)
+                .map(|_| runtime.block_on(send(&mut balancer)).is_ok())
+                .collect();
+            outcomes
+        })
+        .join()
+        .unwrap()
+    };
+
+    fixture.endpoint("b").failing.store(true, Ordering::SeqCst);
+    assert_eq!(on_a_thread_of_its_own(2), [true, false]);
+    assert_eq!(breaker_b.state(), State::Open);
+    assert_eq!(fixture.take_log(), ["a", "b"]);
+
+    assert_eq!(on_a_thread_of_its_own(4), [true; 4]);
+    assert_eq!(
+        fixture.take_log(),
+        ["c", "a", "c", "a"],
+        "the next thread takes the turn where the first left it, and skips b's open breaker"
+    );
+}

@@ -94,6 +94,7 @@ use self::future::ResponseFuture;
 use self::gate::Gate;
 use self::state::Breaker;
 use crate::BoxError;
+use crate::striped_arc::StripedArc;
 
 /// A service guarded by a circuit breaker; see the [module docs](self).
 ///
@@ -101,7 +102,7 @@ use crate::BoxError;
 /// reserved.
 pub struct CircuitBreaker<S, C = ErrorsAreFailures> {
     inner: S,
-    breaker: Arc<Breaker>,
+    breaker: StripedArc<Breaker>,
     classifier: C,
     /// Under a balancer: readiness says whether a call would be admitted. Alone: `None`, and an
     /// open breaker is ready to reject.
@@ -124,7 +125,7 @@ impl<S, C> CircuitBreaker<S, C> {
     ) -> Self {
         Self {
             inner,
-            breaker: Arc::new(Breaker::new(config, name)),
+            breaker: StripedArc::new(Breaker::new(config, name)),
             classifier,
             gate: None,
         }
@@ -182,7 +183,7 @@ impl<S, C> CircuitBreaker<S, C> {
     /// A handle on this breaker, for operators and status pages.
     pub fn handle(&self) -> CircuitBreakerHandle {
         CircuitBreakerHandle {
-            breaker: Arc::clone(&self.breaker),
+            breaker: self.breaker.clone(),
         }
     }
 
@@ -206,7 +207,7 @@ impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            breaker: Arc::clone(&self.breaker),
+            breaker: self.breaker.clone(),
             classifier: self.classifier.clone(),
             gate: self.gate.as_ref().map(|_| Gate::default()),
         }
@@ -259,7 +260,7 @@ where
 /// changes as they happen.
 #[derive(Clone, Debug)]
 pub struct CircuitBreakerHandle {
-    breaker: Arc<Breaker>,
+    breaker: StripedArc<Breaker>,
 }
 
 impl CircuitBreakerHandle {
@@ -317,7 +318,7 @@ impl CircuitBreakerHandle {
     /// Whether both handles are on the same breaker (names need not be unique).
     #[cfg(feature = "admin")]
     pub(crate) fn same_breaker(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.breaker, &other.breaker)
+        StripedArc::ptr_eq(&self.breaker, &other.breaker)
     }
 }
 

@@ -11,6 +11,7 @@ use tower::retry::Policy;
 
 use super::backoff::Backoff;
 use super::{RetryBudget, RetryDecision, RetryErrors, RetryRules};
+use crate::striped_arc::StripedArc;
 use crate::{ExponentialBackoff, InvalidConfig};
 
 /// A `tower::retry::Policy` with exponential backoff and jitter, a maximum number of attempts,
@@ -39,7 +40,7 @@ use crate::{ExponentialBackoff, InvalidConfig};
 pub struct RetryPolicy<R = RetryErrors> {
     rules: R,
     settings: Settings,
-    shared: Arc<Shared>,
+    shared: StripedArc<Shared>,
     /// Retries made so far for this request.
     retries: u32,
     /// When this request started, if a deadline is set.
@@ -263,7 +264,7 @@ impl<R> RetryPolicyBuilder<R> {
         Ok(RetryPolicy {
             rules: self.rules,
             settings,
-            shared: Arc::new(Shared {
+            shared: StripedArc::new(Shared {
                 budget: self.budget,
                 rng: Mutex::new(rng),
                 retries: AtomicU64::new(0),
