@@ -185,6 +185,10 @@ fn harness_env(args: &Args, gateway: &Path, machine: &Machine) -> BTreeMap<&'sta
         format!("--api-key {API_KEY}"),
         // Far above anything wrk sends: the limiter is on the path but never refuses.
         "--rate-limit 1000000000 --rate-burst 1000000000".into(),
+        // The harness's backends answer their health on /health; they have no /ready (the
+        // demo services' readiness path, the gateway's default), and a check that answers 404
+        // leaves a restarted replica out until its breaker's open duration ends.
+        "--health-path /health".into(),
     ]
     .join(" ");
     // Builds (the harness's backend) and raw results go under cargo's target directory, not into

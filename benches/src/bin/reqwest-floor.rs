@@ -9,8 +9,8 @@
 //! so it bounds how close to nginx a gateway that keeps reqwest can get.
 //!
 //! It takes the gateway's command line as the benches start it. The flags that configure
-//! features it does not have (`--no-spawn`, `--api-key`, `--rate-limit`, `--rate-burst`) are
-//! accepted and ignored, so the benches' gateway command runs it unchanged.
+//! features it does not have (`--no-spawn`, `--api-key`, `--rate-limit`, `--rate-burst`,
+//! `--health-path`) are accepted and ignored, so the benches' gateway command runs it unchanged.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -59,6 +59,9 @@ struct Args {
     /// Accepted for the gateway's command line; nothing is limited.
     #[arg(long)]
     rate_burst: Option<u64>,
+    /// Accepted for the gateway's command line; nothing is checked.
+    #[arg(long)]
+    health_path: Option<String>,
 }
 
 struct Upstreams {

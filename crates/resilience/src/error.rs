@@ -62,3 +62,57 @@ pub fn find_in_chain<'a, E: std::error::Error + 'static>(
     }
     None
 }
+
+/// `error` and each of its sources, joined by `": "`, for a log line that says what went wrong
+/// all the way down (a `reqwest::Error` alone says "error sending request", its source says
+/// "connection refused").
+pub(crate) fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<dyn std::error::Error + 'static>>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref()
+        }
+    }
+
+    #[test]
+    fn the_chain_text_names_every_cause_once() {
+        let refused = Wrapped("connection refused", None);
+        let connect = Wrapped("tcp connect error", Some(Box::new(refused)));
+        let sending = Wrapped("error sending request", Some(Box::new(connect)));
+        assert_eq!(
+            chain_text(&sending),
+            "error sending request: tcp connect error: connection refused"
+        );
+        let repeats = Wrapped(
+            "timed out: deadline",
+            Some(Box::new(Wrapped("deadline", None))),
+        );
+        assert_eq!(chain_text(&repeats), "timed out: deadline");
+    }
+}

@@ -102,12 +102,13 @@ impl HealthCheck {
         crate::backoff::jitter_down(self.interval, self.jitter, rng)
     }
 
-    /// Runs the check once: whether the endpoint answered healthy within the timeout.
-    pub(crate) async fn passes(&self) -> bool {
-        matches!(
-            tokio::time::timeout(self.timeout, (self.check)()).await,
-            Ok(Ok(()))
-        )
+    /// Runs the check once: `Ok` when the endpoint answered healthy within the timeout, else
+    /// why not.
+    pub(crate) async fn run(&self) -> Result<(), BoxError> {
+        match tokio::time::timeout(self.timeout, (self.check)()).await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("no answer within {:?}", self.timeout).into()),
+        }
     }
 }
 
@@ -157,11 +158,12 @@ mod tests {
         let hangs = HealthCheck::new(std::future::pending::<Result<(), BoxError>>)
             .timeout(Duration::from_millis(100));
         let started = tokio::time::Instant::now();
-        assert!(!hangs.passes().await);
+        let error = hangs.run().await.unwrap_err();
         assert_eq!(started.elapsed(), Duration::from_millis(100));
+        assert_eq!(error.to_string(), "no answer within 100ms");
         let fails = HealthCheck::new(|| async { Err::<(), _>("503") });
-        assert!(!fails.passes().await);
+        assert_eq!(fails.run().await.unwrap_err().to_string(), "503");
         let passes = HealthCheck::new(|| async { Ok::<(), BoxError>(()) });
-        assert!(passes.passes().await);
+        assert!(passes.run().await.is_ok());
     }
 }

@@ -628,6 +628,7 @@ async fn watch_open_period(
     check: HealthCheck,
     mut rng: SmallRng,
 ) {
+    let mut last_failure: Option<String> = None;
     loop {
         tokio::time::sleep(check.next_interval(&mut rng)).await;
         let still_open = core
@@ -636,7 +637,19 @@ async fn watch_open_period(
         if !still_open {
             return;
         }
-        if !check.passes().await {
+        if let Err(error) = check.run().await {
+            // Each new reason is logged once (a wrong health path answers 404 for ever, and the
+            // endpoint then only comes back when the open duration ends); the same reason again,
+            // every interval while an endpoint is down, only at debug level.
+            let reason = crate::error::chain_text(error.as_ref());
+            if let Some(core) = core.upgrade() {
+                if last_failure.as_ref() == Some(&reason) {
+                    tracing::debug!(target: "resilience::circuit_breaker", breaker = %core.name, %reason, "health check failed");
+                } else {
+                    tracing::info!(target: "resilience::circuit_breaker", breaker = %core.name, %reason, "health check failed; checking again while the breaker is open");
+                }
+            }
+            last_failure = Some(reason);
             continue;
         }
         if let Some(core) = core.upgrade() {
