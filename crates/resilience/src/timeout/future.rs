@@ -47,12 +47,17 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, started: Instant, limit: Limit) -> Self {
+    /// Builds the future around the one `call` makes. Taking the call rather than its future
+    /// lets the compiler write that future straight into this one's field: moved in as an
+    /// argument, it was copied through the stack, and the copy's wide reads stalled on the
+    /// narrow writes that had just built it.
+    #[inline(always)]
+    pub(crate) fn around(started: Instant, limit: Limit, call: impl FnOnce() -> F) -> Self {
         Self {
-            inner,
-            sleep: None,
             expires: started + limit.duration(),
             limit,
+            sleep: None,
+            inner: call(),
         }
     }
 }

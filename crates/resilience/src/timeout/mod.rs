@@ -129,8 +129,9 @@ macro_rules! limited_service {
 
             fn call(&mut self, request: Request) -> Self::Future {
                 let started = call_clock::now();
-                let inner = call_clock::during(started, || self.inner.call(request));
-                ResponseFuture::new(inner, started, $kind(self.limit))
+                ResponseFuture::around(started, $kind(self.limit), || {
+                    call_clock::during(started, || self.inner.call(request))
+                })
             }
         }
     };
