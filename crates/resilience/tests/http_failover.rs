@@ -160,3 +160,48 @@ async fn an_endpoint_with_a_base_path_gets_each_path_once_under_it() {
         );
     }
 }
+
+/// Requests sent from several runtime threads go through each thread's own copy of the stack;
+/// those copies must share the breakers (and so what a handle from the client reports).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_from_every_thread_share_the_breakers() {
+    let one = Server::start(Answer::Name("one"), "127.0.0.1:0".parse().unwrap()).await;
+    let two = Server::start(Answer::Name("two"), "127.0.0.1:0".parse().unwrap()).await;
+    let two_addr = two.addr.to_string();
+    let client = ResilientClient::builder("users")
+        .endpoints([one.url(), two.url()])
+        .circuit_breaker(
+            resilience::CircuitBreakerConfig::builder()
+                .consecutive_failures(2)
+                .open_duration(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        )
+        .attempt_timeout(Duration::from_secs(2))
+        .deadline(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let breaker_two = client
+        .breakers()
+        .into_iter()
+        .find(|b| b.name().ends_with(&two_addr))
+        .unwrap();
+
+    two.stop().await;
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { get(&client).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), "one");
+    }
+    assert_eq!(
+        breaker_two.state(),
+        State::Open,
+        "the failures counted on the threads' copies reached the client's breaker"
+    );
+    assert!(breaker_two.metrics().failures >= 2);
+    one.stop().await;
+}

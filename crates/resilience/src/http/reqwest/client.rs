@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use super::endpoint::{DEFAULT_MAX_BODY, HttpEndpoint};
 use crate::circuit_breaker::HealthCheck;
 use crate::hedge::{Hedge, HedgeConfig, HedgeMetrics};
 use crate::http::{HttpClassifier, HttpRetryRules, IdempotentHedge};
+use crate::striped::{STRIPES, stripe_index};
 use crate::{
     BoxError, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
     Deadline, ExponentialBackoff, FailFast, InvalidConfig, RetryBudget, RetryMetrics, RetryPolicy,
@@ -95,6 +96,12 @@ struct Parts {
     handles: Mutex<Vec<EndpointHandles>>,
     policy: RetryPolicy<HttpRetryRules>,
     hedge: Hedge<FailFast<Balancer>, Option<IdempotentHedge>>,
+    /// Each thread stripe's own copy of the stack, made there on first use: [`execute`]
+    /// clones this thread's copy, whose reference counts are this thread's (see the balancer's
+    /// copies of its endpoints), instead of a copy made on whichever thread built the client.
+    ///
+    /// [`execute`]: ResilientClient::execute
+    local_stacks: [OnceLock<Stack>; STRIPES],
 }
 
 /// Where and how often to check an endpoint whose breaker is open.
@@ -207,6 +214,11 @@ impl EndpointFactory {
 }
 
 impl Parts {
+    /// This thread's copy of `stack`.
+    fn local_stack(&self, stack: &Stack) -> &Stack {
+        self.local_stacks[stripe_index()].get_or_init(|| stack.clone())
+    }
+
     /// Each endpoint's handles, in the order the endpoints were added.
     fn handles(&self) -> MutexGuard<'_, Vec<EndpointHandles>> {
         // Updates replace whole entries, so a panic elsewhere cannot leave the list half-written.
@@ -264,7 +276,8 @@ impl ResilientClient {
 
     /// Sends `request` through the stack and reads the whole answer.
     pub async fn execute(&self, request: Request) -> Result<http::Response<Bytes>, BoxError> {
-        self.clone().oneshot(request).await
+        let stack = self.parts.local_stack(&self.stack).clone();
+        stack.oneshot(Attempt::new(request)).await
     }
 
     /// One handle per endpoint breaker, in the order the endpoints were added.
@@ -614,6 +627,7 @@ impl ResilientClientBuilder {
             handles: Mutex::new(handles),
             policy: policy.clone(),
             hedge: hedge.clone(),
+            local_stacks: std::array::from_fn(|_| OnceLock::new()),
         };
         let stack = Deadline::new(Retry::new(policy, hedge), self.deadline);
         Ok(ResilientClient {
