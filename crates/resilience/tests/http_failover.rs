@@ -11,8 +11,8 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use resilience::State;
 use resilience::http::ResilientClient;
+use resilience::{CircuitBreakerHandle, State};
 use support::{Answer, Server};
 
 async fn get(client: &ResilientClient) -> String {
@@ -28,17 +28,14 @@ async fn get(client: &ResilientClient) -> String {
     String::from_utf8(response.into_body().to_vec()).unwrap()
 }
 
-#[tokio::test]
-async fn a_stopped_endpoint_is_routed_around_and_comes_back() {
-    let one = Server::start(Answer::Name("one"), "127.0.0.1:0".parse().unwrap()).await;
-    let two = Server::start(Answer::Name("two"), "127.0.0.1:0".parse().unwrap()).await;
-    let two_addr = two.addr;
-    let client = ResilientClient::builder("users")
-        .endpoints([one.url(), two.url()])
+/// A client over two endpoints whose breakers open after two failures in a row, for `open`.
+fn two_endpoint_client(urls: [String; 2], open: Duration) -> ResilientClient {
+    ResilientClient::builder("users")
+        .endpoints(urls)
         .circuit_breaker(
             resilience::CircuitBreakerConfig::builder()
                 .consecutive_failures(2)
-                .open_duration(Duration::from_millis(300))
+                .open_duration(open)
                 .open_jitter(0.0)
                 .build()
                 .unwrap(),
@@ -46,12 +43,26 @@ async fn a_stopped_endpoint_is_routed_around_and_comes_back() {
         .attempt_timeout(Duration::from_secs(2))
         .deadline(Duration::from_secs(5))
         .build()
-        .unwrap();
-    let breaker_two = client
+        .unwrap()
+}
+
+/// The client's breaker of the endpoint `server` answers on.
+fn breaker_of(client: &ResilientClient, server: &Server) -> CircuitBreakerHandle {
+    let addr = server.addr.to_string();
+    client
         .breakers()
         .into_iter()
-        .find(|b| b.name().ends_with(&two_addr.to_string()))
-        .unwrap();
+        .find(|breaker| breaker.name().ends_with(&addr))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stopped_endpoint_is_routed_around_and_comes_back() {
+    let one = Server::start(Answer::Name("one"), "127.0.0.1:0".parse().unwrap()).await;
+    let two = Server::start(Answer::Name("two"), "127.0.0.1:0".parse().unwrap()).await;
+    let two_addr = two.addr;
+    let client = two_endpoint_client([one.url(), two.url()], Duration::from_millis(300));
+    let breaker_two = breaker_of(&client, &two);
     let mut events = breaker_two.subscribe();
 
     let mut seen = HashSet::new();
@@ -167,25 +178,8 @@ async fn an_endpoint_with_a_base_path_gets_each_path_once_under_it() {
 async fn requests_from_every_thread_share_the_breakers() {
     let one = Server::start(Answer::Name("one"), "127.0.0.1:0".parse().unwrap()).await;
     let two = Server::start(Answer::Name("two"), "127.0.0.1:0".parse().unwrap()).await;
-    let two_addr = two.addr.to_string();
-    let client = ResilientClient::builder("users")
-        .endpoints([one.url(), two.url()])
-        .circuit_breaker(
-            resilience::CircuitBreakerConfig::builder()
-                .consecutive_failures(2)
-                .open_duration(Duration::from_secs(60))
-                .build()
-                .unwrap(),
-        )
-        .attempt_timeout(Duration::from_secs(2))
-        .deadline(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let breaker_two = client
-        .breakers()
-        .into_iter()
-        .find(|b| b.name().ends_with(&two_addr))
-        .unwrap();
+    let client = two_endpoint_client([one.url(), two.url()], Duration::from_secs(60));
+    let breaker_two = breaker_of(&client, &two);
 
     two.stop().await;
     let tasks: Vec<_> = (0..40)
