@@ -19,7 +19,8 @@ use demo_kit::{AppError, ErrorCode};
 use http::StatusCode;
 use resilience::http::{BodyFailed, BodyTooLarge};
 use resilience::{
-    BoxError, CircuitOpen, DeadlineExceeded, Elapsed, NoAvailableEndpoint, find_in_chain,
+    BoxError, CircuitOpen, DeadlineExceeded, Elapsed, NoAvailableEndpoint, chain_text,
+    find_in_chain,
 };
 
 use crate::upstream::{Reply, Upstream};
@@ -139,15 +140,4 @@ fn unavailable(service: &str, retry_after: Duration) -> AppError {
         format!("the {service} is unavailable: every replica's circuit breaker is open"),
     )
     .with_retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64)
-}
-
-fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }

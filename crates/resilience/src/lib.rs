@@ -197,7 +197,7 @@ pub use self::circuit_breaker::{
     CircuitBreakerLayer, CircuitBreakerMetrics, CircuitOpen, Classify, ErrorsAreFailures,
     HealthCheck, Outcome, SlidingWindow, State, StateChange, TransitionReason, TripReason,
 };
-pub use self::error::{BoxError, InvalidConfig, find_in_chain};
+pub use self::error::{BoxError, InvalidConfig, chain_text, find_in_chain};
 pub use self::hedge::{Hedge, HedgeConfig, HedgeLayer, HedgeMetrics, HedgePolicy};
 pub use self::retry::{
     RetryBudget, RetryDecision, RetryErrors, RetryMetrics, RetryPolicy, RetryRules,

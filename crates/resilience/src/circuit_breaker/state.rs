@@ -641,7 +641,7 @@ async fn watch_open_period(
             // Each new reason is logged once (a wrong health path answers 404 for ever, and the
             // endpoint then only comes back when the open duration ends); the same reason again,
             // every interval while an endpoint is down, only at debug level.
-            let reason = crate::error::chain_text(error.as_ref());
+            let reason = crate::chain_text(error.as_ref());
             if let Some(core) = core.upgrade() {
                 if last_failure.as_ref() == Some(&reason) {
                     tracing::debug!(target: "resilience::circuit_breaker", breaker = %core.name, %reason, "health check failed");
