@@ -7,6 +7,7 @@
 //! work. The breaker's per-thread lanes use the same thread slots.
 
 use std::cell::Cell;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Stripes per counter set; a power of two so the thread index is a mask.
@@ -59,6 +60,27 @@ impl<const N: usize> std::fmt::Debug for StripedCounters<N> {
         f.debug_list()
             .entries((0..N).map(|field| self.sum(field)))
             .finish()
+    }
+}
+
+/// One value per thread stripe, each made on first use by a thread of that stripe: copies of a
+/// shared value (a balancer's endpoints, a client's stack) whose clones then count on their own
+/// thread's cache lines.
+pub(crate) struct PerStripe<T> {
+    slots: [OnceLock<T>; STRIPES],
+}
+
+impl<T> PerStripe<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// This thread's value, made by `make` if this stripe has none yet.
+    #[inline]
+    pub(crate) fn get_or_init(&self, make: impl FnOnce() -> T) -> &T {
+        self.slots[stripe_index()].get_or_init(make)
     }
 }
 

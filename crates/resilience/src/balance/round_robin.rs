@@ -12,7 +12,7 @@
 //! back to the endpoint that just failed.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use tower_service::Service;
@@ -20,7 +20,7 @@ use tower_service::Service;
 use super::NoAvailableEndpoint;
 use super::future::ResponseFuture;
 use crate::BoxError;
-use crate::striped::{STRIPES, stripe_index};
+use crate::striped::PerStripe;
 use crate::striped_arc::StripedArc;
 
 /// Spreads requests over endpoints in strict turn, skipping endpoints that are not ready (a
@@ -92,7 +92,7 @@ struct Snapshot<K, S> {
     /// clones the endpoint it calls; cloned from these, an endpoint whose clones count per
     /// thread (a breaker's) writes only this thread's count, where a clone of the shared
     /// original would have to find this thread's count first, on every request.
-    local: [OnceLock<Vec<S>>; STRIPES],
+    local: PerStripe<Vec<S>>,
 }
 
 impl<K, S> Snapshot<K, S> {
@@ -100,7 +100,7 @@ impl<K, S> Snapshot<K, S> {
         Self {
             version,
             endpoints,
-            local: std::array::from_fn(|_| OnceLock::new()),
+            local: PerStripe::new(),
         }
     }
 }
@@ -108,7 +108,7 @@ impl<K, S> Snapshot<K, S> {
 impl<K, S: Clone> Snapshot<K, S> {
     /// This thread's clones of the endpoints, in the same order.
     fn local_endpoints(&self) -> &[S] {
-        self.local[stripe_index()].get_or_init(|| {
+        self.local.get_or_init(|| {
             self.endpoints
                 .iter()
                 .map(|(_, service)| service.clone())

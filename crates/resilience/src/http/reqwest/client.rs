@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use super::endpoint::{DEFAULT_MAX_BODY, HttpEndpoint};
 use crate::circuit_breaker::HealthCheck;
 use crate::hedge::{Hedge, HedgeConfig, HedgeMetrics};
 use crate::http::{HttpClassifier, HttpRetryRules, IdempotentHedge};
-use crate::striped::{STRIPES, stripe_index};
+use crate::striped::PerStripe;
 use crate::{
     BoxError, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
     Deadline, ExponentialBackoff, FailFast, InvalidConfig, RetryBudget, RetryMetrics, RetryPolicy,
@@ -101,7 +101,7 @@ struct Parts {
     /// copies of its endpoints), instead of a copy made on whichever thread built the client.
     ///
     /// [`execute`]: ResilientClient::execute
-    local_stacks: [OnceLock<Stack>; STRIPES],
+    local_stacks: PerStripe<Stack>,
 }
 
 /// Where and how often to check an endpoint whose breaker is open.
@@ -216,7 +216,7 @@ impl EndpointFactory {
 impl Parts {
     /// This thread's copy of `stack`.
     fn local_stack(&self, stack: &Stack) -> &Stack {
-        self.local_stacks[stripe_index()].get_or_init(|| stack.clone())
+        self.local_stacks.get_or_init(|| stack.clone())
     }
 
     /// Each endpoint's handles, in the order the endpoints were added.
@@ -627,7 +627,7 @@ impl ResilientClientBuilder {
             handles: Mutex::new(handles),
             policy: policy.clone(),
             hedge: hedge.clone(),
-            local_stacks: std::array::from_fn(|_| OnceLock::new()),
+            local_stacks: PerStripe::new(),
         };
         let stack = Deadline::new(Retry::new(policy, hedge), self.deadline);
         Ok(ResilientClient {
