@@ -587,7 +587,13 @@ impl Core {
             return;
         };
         let rng = SmallRng::seed_from_u64(cold.rng.random());
-        runtime.spawn(watch_open_period(self.me.clone(), generation, check, rng));
+        runtime.spawn(watch_open_period(
+            self.me.clone(),
+            Arc::clone(&self.name),
+            generation,
+            check,
+            rng,
+        ));
     }
 
     /// Whether the breaker is still open in `generation`.
@@ -624,6 +630,7 @@ impl Core {
 /// period ends. Holds the breaker weakly: a dropped breaker stops its check.
 async fn watch_open_period(
     core: Weak<Core>,
+    name: Arc<str>,
     generation: u64,
     check: HealthCheck,
     mut rng: SmallRng,
@@ -642,12 +649,10 @@ async fn watch_open_period(
             // endpoint then only comes back when the open duration ends); the same reason again,
             // every interval while an endpoint is down, only at debug level.
             let reason = crate::chain_text(error.as_ref());
-            if let Some(core) = core.upgrade() {
-                if last_failure.as_ref() == Some(&reason) {
-                    tracing::debug!(target: "resilience::circuit_breaker", breaker = %core.name, %reason, "health check failed");
-                } else {
-                    tracing::info!(target: "resilience::circuit_breaker", breaker = %core.name, %reason, "health check failed; checking again while the breaker is open");
-                }
+            if last_failure.as_ref() == Some(&reason) {
+                tracing::debug!(target: "resilience::circuit_breaker", breaker = %name, %reason, "health check failed");
+            } else {
+                tracing::info!(target: "resilience::circuit_breaker", breaker = %name, %reason, "health check failed; checking again while the breaker is open");
             }
             last_failure = Some(reason);
             continue;
