@@ -96,10 +96,7 @@ fn run() -> Result<()> {
     )?;
     let harness = args.harness.clone().unwrap_or_else(harness::default_dir);
     let machine = Machine::now();
-    let gateway = match &args.gateway {
-        Some(path) => path.clone(),
-        None => binary::build_release_gateway()?,
-    };
+    let gateway = binary::given_or_built_gateway(args.gateway.as_deref())?;
     let backend = build_backend(&harness)?;
     let work = tempfile::tempdir()?;
     let _backends = Backends::start(&backend, work.path())?;

@@ -128,10 +128,7 @@ fn run() -> Result<()> {
         INSTALL_HINT,
     )?;
     let machine = Machine::now();
-    let gateway = match &args.gateway {
-        Some(path) => path.clone(),
-        None => binary::build_release_gateway()?,
-    };
+    let gateway = binary::given_or_built_gateway(args.gateway.as_deref())?;
     let env = harness_env(&args, &gateway, &machine);
     let harness_results = PathBuf::from(&env["RESULTS_DIR"]);
     println!("machine: {}", machine.describe());

@@ -17,6 +17,15 @@ pub fn workspace_root() -> PathBuf {
         .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
 }
 
+/// The gateway binary a bench was given (`--gateway PATH`: an older build, or `reqwest-floor`),
+/// else the workspace's, built by [`build_release_gateway`].
+pub fn given_or_built_gateway(given: Option<&Path>) -> Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path.to_path_buf()),
+        None => build_release_gateway(),
+    }
+}
+
 /// Runs `cargo build --release -p demo-gateway` and returns the built binary's path.
 ///
 /// The path comes from cargo's own build messages; when they do not name it, from
