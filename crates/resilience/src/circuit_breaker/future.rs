@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 
 use super::classify::Classify;
 use super::error::CircuitOpen;
@@ -27,6 +28,7 @@ pin_project! {
             #[pin]
             future: F,
             permit: Permit,
+            started: Option<Instant>,
             classifier: C,
         },
         Rejected {
@@ -36,11 +38,17 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(future: F, permit: Permit, classifier: C) -> Self {
+    pub(crate) fn called(
+        future: F,
+        permit: Permit,
+        started: Option<Instant>,
+        classifier: C,
+    ) -> Self {
         Self {
             kind: Kind::Called {
                 future,
                 permit,
+                started,
                 classifier,
             },
         }
@@ -66,10 +74,11 @@ where
             KindProj::Called {
                 future,
                 permit,
+                started,
                 classifier,
             } => {
                 let result = ready!(future.poll(cx));
-                permit.settle(classifier.classify(&result));
+                permit.settle(classifier.classify(&result), *started);
                 Poll::Ready(result.map_err(Into::into))
             }
             KindProj::Rejected { error } => Poll::Ready(Err(error

@@ -35,7 +35,7 @@ fn half_open(probes: u32) -> Arc<Breaker> {
     breaker
         .acquire()
         .expect("closed admits")
-        .settle(Outcome::Failure);
+        .settle(Outcome::Failure, None);
     assert_eq!(breaker.state(), State::Open);
     std::thread::sleep(Duration::from_micros(1));
     breaker

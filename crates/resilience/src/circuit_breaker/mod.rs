@@ -248,9 +248,12 @@ where
             None => self.breaker.acquire(),
         };
         match permit {
-            Ok(permit) => {
-                ResponseFuture::called(self.inner.call(request), permit, self.classifier.clone())
-            }
+            Ok(permit) => ResponseFuture::called(
+                self.inner.call(request),
+                permit,
+                self.breaker.call_started(),
+                self.classifier.clone(),
+            ),
             Err(open) => ResponseFuture::rejected(open),
         }
     }

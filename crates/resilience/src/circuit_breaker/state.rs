@@ -105,7 +105,7 @@ struct Cold {
 #[repr(align(128))]
 pub(crate) struct Breaker {
     core: Arc<Core>,
-    lanes: Box<[Arc<Lane>]>,
+    lanes: [Arc<Lane>; STRIPES],
 }
 
 /// What one thread's calls share: a reference to the core and their counters, alone on their
@@ -127,21 +127,54 @@ impl Lane {
 ///
 /// A probe permit that is dropped before its call finished goes back to the breaker, so a
 /// cancelled probe can never leave the breaker stuck half-open.
+///
+/// Two words, so that it travels in registers from the admission into the response future
+/// instead of being built in memory and copied (a copy the processor stalls on, because it
+/// reads back at once what was just written in smaller pieces).
 pub(crate) struct Permit {
     lane: Arc<Lane>,
-    generation: u64,
-    probe: bool,
-    started: Option<Instant>,
-    settled: bool,
+    /// The generation it was admitted in, shifted left past the two flags below.
+    tag: u64,
 }
 
+const PERMIT_SETTLED: u64 = 1;
+const PERMIT_PROBE: u64 = 2;
+const PERMIT_FLAGS: u32 = 2;
+
 impl Permit {
-    /// Records the call's outcome, once: settling again (a response future polled after it
-    /// completed) or dropping the permit afterwards records nothing more.
+    fn generation(&self) -> u64 {
+        self.tag >> PERMIT_FLAGS
+    }
+
+    fn is_probe(&self) -> bool {
+        self.tag & PERMIT_PROBE != 0
+    }
+
+    fn is_settled(&self) -> bool {
+        self.tag & PERMIT_SETTLED != 0
+    }
+
+    /// Records the outcome of the call that started at `started` (when the breaker times its
+    /// calls, see [`Breaker::call_started`]), once: settling again (a response future polled
+    /// after it completed) or dropping the permit afterwards records nothing more.
     #[inline]
-    pub(crate) fn settle(&mut self, outcome: Outcome) {
-        if !std::mem::replace(&mut self.settled, true) {
-            self.lane.core.record(self, outcome);
+    pub(crate) fn settle(&mut self, outcome: Outcome, started: Option<Instant>) {
+        if !self.is_settled() {
+            self.tag |= PERMIT_SETTLED;
+            self.lane.core.record(self, outcome, started);
+        }
+    }
+
+    /// A permit dropped before its call finished: a cancelled call, or one a hedge gave up on.
+    #[cold]
+    #[inline(never)]
+    fn unsettled(&mut self) {
+        if crate::abandon::abandoning() {
+            // A hedge gave up on this call: another endpoint answered a whole exchange sooner.
+            self.tag |= PERMIT_SETTLED;
+            self.lane.core.record(self, Outcome::Failure, None);
+        } else if self.is_probe() {
+            self.lane.core.release_probe(self.generation());
         }
     }
 }
@@ -149,15 +182,8 @@ impl Permit {
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
-        if self.settled {
-            return;
-        }
-        if crate::abandon::abandoning() {
-            // A hedge gave up on this call: another endpoint answered a whole exchange sooner.
-            self.settled = true;
-            self.lane.core.record(self, Outcome::Failure);
-        } else if self.probe {
-            self.lane.core.release_probe(self.generation);
+        if !self.is_settled() {
+            self.unsettled();
         }
     }
 }
@@ -167,14 +193,12 @@ const EVENT_BUFFER: usize = 64;
 impl Breaker {
     pub(crate) fn new(config: &CircuitBreakerConfig, name: Arc<str>) -> Self {
         let core = Arc::new_cyclic(|me| Core::new(config, name, me.clone()));
-        let lanes = (0..STRIPES)
-            .map(|_| {
-                Arc::new(Lane {
-                    core: Arc::clone(&core),
-                    counters: std::array::from_fn(|_| AtomicU64::new(0)),
-                })
+        let lanes = std::array::from_fn(|_| {
+            Arc::new(Lane {
+                core: Arc::clone(&core),
+                counters: std::array::from_fn(|_| AtomicU64::new(0)),
             })
-            .collect();
+        });
         Self { core, lanes }
     }
 
@@ -192,23 +216,35 @@ impl Breaker {
         self.core.admits()
     }
 
+    /// When a call starts, for a breaker that times its calls (slow calls, a time window).
+    #[inline]
+    pub(crate) fn call_started(&self) -> Option<Instant> {
+        self.core.needs_clock.then(crate::call_clock::now)
+    }
+
+    /// This thread's lane.
+    #[inline(always)]
+    fn lane(&self) -> &Arc<Lane> {
+        &self.lanes[stripe_index() % STRIPES]
+    }
+
     /// Admits one call, or says why not (and counts the refusal).
     #[inline(always)]
     pub(crate) fn acquire(&self) -> Result<Permit, CircuitOpen> {
-        self.core.acquire(&self.lanes[stripe_index()], true)
+        self.core.acquire(self.lane(), true)
     }
 
     /// Admits one call for a readiness gate, which asks as often as it is polled: a refusal
     /// here is a "not now", not a rejected call, and is not counted.
     #[inline]
     pub(crate) fn acquire_quietly(&self) -> Result<Permit, CircuitOpen> {
-        self.core.acquire(&self.lanes[stripe_index()], false)
+        self.core.acquire(self.lane(), false)
     }
 
     /// Whether `permit` was taken in the breaker's current state (no transition since).
     #[inline]
     pub(crate) fn is_current(&self, permit: &Permit) -> bool {
-        generation_of(self.core.word.load(Ordering::Acquire)) == permit.generation
+        generation_of(self.core.word.load(Ordering::Acquire)) == permit.generation()
     }
 
     /// Probe permits not taken, for the model check.
@@ -402,10 +438,7 @@ impl Core {
     fn permit(&self, lane: &Arc<Lane>, generation: u64, probe: bool) -> Permit {
         Permit {
             lane: Arc::clone(lane),
-            generation,
-            probe,
-            started: self.needs_clock.then(crate::call_clock::now),
-            settled: false,
+            tag: (generation << PERMIT_FLAGS) | if probe { PERMIT_PROBE } else { 0 },
         }
     }
 
@@ -429,11 +462,38 @@ impl Core {
         }
     }
 
-    #[inline]
-    fn record(&self, permit: &Permit, outcome: Outcome) {
+    /// Records a call's outcome. A success in the closed state, with no window to keep, stays in
+    /// its caller: a per-thread counter and one load.
+    #[inline(always)]
+    fn record(&self, permit: &Permit, outcome: Outcome, started: Option<Instant>) {
+        if outcome == Outcome::Success && !permit.is_probe() && self.window.is_none() {
+            permit.lane.count(SUCCESSES);
+            let word = self.word.load(Ordering::Acquire);
+            if generation_of(word) == permit.generation()
+                && self.consecutive_failures.load(Ordering::Relaxed) != 0
+            {
+                self.end_failure_streak(word);
+            }
+            return;
+        }
+        self.record_in_full(permit, outcome, started);
+    }
+
+    /// A success after failures, in the generation the call was admitted in.
+    #[cold]
+    #[inline(never)]
+    fn end_failure_streak(&self, word: u64) {
+        if State::from_bits(word) != State::ForcedClosed {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// [`record`](Self::record) for failures, probes and windows.
+    #[inline(never)]
+    fn record_in_full(&self, permit: &Permit, outcome: Outcome, started: Option<Instant>) {
         let failure = outcome == Outcome::Failure;
         let now = (self.needs_clock).then(Instant::now);
-        let slow = match (self.slow_threshold, permit.started, now) {
+        let slow = match (self.slow_threshold, started, now) {
             (Some(threshold), Some(started), Some(now)) => {
                 now.saturating_duration_since(started) >= threshold
             }
@@ -447,12 +507,12 @@ impl Core {
         }
 
         let word = self.word.load(Ordering::Acquire);
-        if generation_of(word) != permit.generation {
+        if generation_of(word) != permit.generation() {
             // The breaker changed state after this call was admitted; its outcome is history.
             return;
         }
-        if permit.probe {
-            self.settle_probe(permit.generation, failure || slow);
+        if permit.is_probe() {
+            self.settle_probe(permit.generation(), failure || slow);
             return;
         }
         if State::from_bits(word) == State::ForcedClosed {
@@ -469,7 +529,7 @@ impl Core {
         }
         if let Some(window) = &self.window {
             let now_nanos = now.map_or(0, |now| self.nanos_since_epoch(now));
-            let generation = permit.generation as u32;
+            let generation = permit.generation() as u32;
             window.record(generation, now_nanos, Sample { failure, slow });
             if trip.is_none() && (failure || slow) {
                 trip = self
@@ -480,7 +540,7 @@ impl Core {
         if let Some(reason) = trip {
             // Closed => Open: a trip condition held.
             self.transition(
-                permit.generation,
+                permit.generation(),
                 State::Closed,
                 State::Open,
                 TransitionReason::Tripped(reason),
