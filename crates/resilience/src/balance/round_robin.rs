@@ -258,22 +258,33 @@ impl<K, S> RoundRobin<K, S> {
     ///
     /// Each attempt polls a fresh clone: a gated breaker's clone that is ready holds the
     /// admission it reserved, so exactly as many callers as it has probe permits get through.
+    /// The clone is polled where it will stay, in the selection: polled on the stack and then
+    /// moved there, its copy read back at once the admission just written in smaller pieces,
+    /// which the processor stalls on.
     fn try_select<Request>(&mut self, index: usize, cx: &mut Context<'_>) -> bool
     where
         S: Service<Request> + Clone,
         S::Error: Into<BoxError>,
     {
-        let mut service = self.snapshot.local_endpoints()[index].clone();
-        match service.poll_ready(cx) {
-            Poll::Ready(Ok(())) => {
-                self.selection = Selection::Chosen(service);
-                return true;
-            }
-            Poll::Ready(Err(error)) => {
-                let error: BoxError = error.into();
+        self.selection = Selection::Chosen(self.snapshot.local_endpoints()[index].clone());
+        let Selection::Chosen(service) = &mut self.selection else {
+            unreachable!("the selection was set just above");
+        };
+        let error = match service.poll_ready(cx) {
+            Poll::Ready(Ok(())) => return true,
+            Poll::Ready(Err(error)) => Some(error.into()),
+            Poll::Pending => None,
+        };
+        let Selection::Chosen(service) = std::mem::replace(&mut self.selection, Selection::None)
+        else {
+            unreachable!("the selection was set just above");
+        };
+        match error {
+            Some(error) => {
+                let error: BoxError = error;
                 tracing::debug!(target: "resilience::balance", %error, "skipping an endpoint whose readiness failed");
             }
-            Poll::Pending => self.parked.push(service),
+            None => self.parked.push(service),
         }
         false
     }
