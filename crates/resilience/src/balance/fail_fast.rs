@@ -104,7 +104,7 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         if std::mem::take(&mut self.ready) {
-            ResponseFuture::called(self.inner.call(request))
+            ResponseFuture::around(|| self.inner.call(request))
         } else {
             ResponseFuture::unavailable(NoAvailableEndpoint::not_ready())
         }

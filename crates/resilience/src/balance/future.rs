@@ -26,9 +26,12 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn called(future: F) -> Self {
+    /// Builds the future around the endpoint's `call`, so that its future is written straight
+    /// into this one instead of being built apart and copied in.
+    #[inline(always)]
+    pub(crate) fn around(call: impl FnOnce() -> F) -> Self {
         Self {
-            kind: Kind::Called { future },
+            kind: Kind::Called { future: call() },
         }
     }
 

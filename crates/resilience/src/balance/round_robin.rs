@@ -244,7 +244,7 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         match std::mem::replace(&mut self.selection, Selection::None) {
-            Selection::Chosen(mut service) => ResponseFuture::called(service.call(request)),
+            Selection::Chosen(mut service) => ResponseFuture::around(|| service.call(request)),
             Selection::Unavailable => {
                 ResponseFuture::unavailable(NoAvailableEndpoint::new(self.snapshot.endpoints.len()))
             }

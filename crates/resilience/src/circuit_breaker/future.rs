@@ -38,18 +38,21 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(
-        future: F,
+    /// Builds the future around the inner service's `call`, so that its future is written
+    /// straight into this one instead of being built apart and copied in.
+    #[inline(always)]
+    pub(crate) fn around(
         permit: Permit,
         started: Option<Instant>,
         classifier: C,
+        call: impl FnOnce() -> F,
     ) -> Self {
         Self {
             kind: Kind::Called {
-                future,
                 permit,
                 started,
                 classifier,
+                future: call(),
             },
         }
     }

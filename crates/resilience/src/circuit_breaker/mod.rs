@@ -248,11 +248,11 @@ where
             None => self.breaker.acquire(),
         };
         match permit {
-            Ok(permit) => ResponseFuture::called(
-                self.inner.call(request),
+            Ok(permit) => ResponseFuture::around(
                 permit,
                 self.breaker.call_started(),
                 self.classifier.clone(),
+                || self.inner.call(request),
             ),
             Err(open) => ResponseFuture::rejected(open),
         }
