@@ -23,17 +23,14 @@ use std::task::{RawWakerVTable, Waker};
 use tokio::time::Instant;
 
 thread_local! {
-    /// The limit polling its inner future on this thread right now, if any.
-    static ENCLOSING: Cell<Option<Scope>> = const { Cell::new(None) };
-}
-
-/// A limit polling its inner future: the instant known to have passed, and the earliest wake-up
-/// asked of it so far.
-#[derive(Clone, Copy)]
-struct Scope {
-    task: TaskId,
-    due: Option<Instant>,
-    wake_at: Option<Instant>,
+    /// The task of the limit polling its inner future on this thread right now; `None` outside
+    /// any. Kept in three cells of plain values rather than one of a struct, so that each check
+    /// reads only what it needs.
+    static TASK: Cell<Option<TaskId>> = const { Cell::new(None) };
+    /// The instant that limit knows has passed (its timer fired for it).
+    static DUE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The earliest wake-up asked of that limit so far.
+    static WAKE_AT: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
 /// Which waker a scope's owner was polled with, compared as [`Waker::will_wake`] does.
@@ -53,13 +50,25 @@ impl TaskId {
     }
 }
 
-/// Puts the previous scope back, also when the inner poll panics.
-struct Restore(Option<Scope>);
+/// Whether the limit polling this one right now was polled with `waker`.
+#[inline]
+fn enclosed_by_same_task(waker: &Waker) -> bool {
+    TASK.get() == Some(TaskId::of(waker))
+}
+
+/// Puts the enclosing scope back, also when the inner poll panics.
+struct Restore {
+    task: Option<TaskId>,
+    due: Option<Instant>,
+    wake_at: Option<Instant>,
+}
 
 impl Drop for Restore {
     #[inline]
     fn drop(&mut self) {
-        ENCLOSING.set(self.0);
+        TASK.set(self.task);
+        DUE.set(self.due);
+        WAKE_AT.set(self.wake_at);
     }
 }
 
@@ -67,10 +76,11 @@ impl Drop for Restore {
 /// the timer has fired. None outside a scope of the same task, or when no timer fired.
 #[inline]
 pub(super) fn due(waker: &Waker) -> Option<Instant> {
-    ENCLOSING
-        .get()
-        .filter(|scope| scope.task == TaskId::of(waker))
-        .and_then(|scope| scope.due)
+    if enclosed_by_same_task(waker) {
+        DUE.get()
+    } else {
+        None
+    }
 }
 
 /// Runs `poll` (a limit polling its inner future with `waker`) in a scope of its own, telling
@@ -82,13 +92,13 @@ pub(super) fn within<T>(
     due: Option<Instant>,
     poll: impl FnOnce() -> T,
 ) -> (T, Option<Instant>) {
-    let restore = Restore(ENCLOSING.replace(Some(Scope {
-        task: TaskId::of(waker),
-        due,
-        wake_at: None,
-    })));
+    let restore = Restore {
+        task: TASK.replace(Some(TaskId::of(waker))),
+        due: DUE.replace(due),
+        wake_at: WAKE_AT.replace(None),
+    };
     let result = poll();
-    let asked = ENCLOSING.get().and_then(|scope| scope.wake_at);
+    let asked = WAKE_AT.get();
     drop(restore);
     (result, asked)
 }
@@ -97,14 +107,10 @@ pub(super) fn within<T>(
 /// task encloses this poll: the caller needs a timer of its own.
 #[inline]
 pub(super) fn defer_wake(waker: &Waker, at: Instant) -> bool {
-    let Some(mut scope) = ENCLOSING.get() else {
-        return false;
-    };
-    if scope.task != TaskId::of(waker) {
+    if !enclosed_by_same_task(waker) {
         return false;
     }
-    scope.wake_at = Some(scope.wake_at.map_or(at, |earlier| earlier.min(at)));
-    ENCLOSING.set(Some(scope));
+    WAKE_AT.set(Some(WAKE_AT.get().map_or(at, |earlier| earlier.min(at))));
     true
 }
 
