@@ -39,7 +39,8 @@ use crate::{ExponentialBackoff, InvalidConfig};
 #[derive(Clone, Debug)]
 pub struct RetryPolicy<R = RetryErrors> {
     rules: R,
-    settings: Settings,
+    /// The settings and the counters: behind the shared reference, since tower's `Retry` copies
+    /// the policy into every response future, and only a retry decision reads the settings.
     shared: StripedArc<Shared>,
     /// Retries made so far for this request.
     retries: u32,
@@ -61,6 +62,7 @@ const RETRY_AFTER_CAP: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 struct Shared {
+    settings: Settings,
     budget: Option<Arc<RetryBudget>>,
     rng: Mutex<SmallRng>,
     retries: AtomicU64,
@@ -128,7 +130,7 @@ impl<R> RetryPolicy<R> {
 
     /// The longest `Retry-After` wait this policy honours.
     pub fn retry_after_cap(&self) -> Duration {
-        self.settings.retry_after_cap
+        self.shared.settings.retry_after_cap
     }
 
     /// Counts a retry about to go out, here and in the shared metrics, and returns its resend
@@ -147,7 +149,7 @@ impl<R> RetryPolicy<R> {
             .rng
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.settings.backoff.delay(self.retries, &mut *rng)
+        self.shared.settings.backoff.delay(self.retries, &mut *rng)
     }
 }
 
@@ -263,8 +265,8 @@ impl<R> RetryPolicyBuilder<R> {
         };
         Ok(RetryPolicy {
             rules: self.rules,
-            settings,
             shared: StripedArc::new(Shared {
+                settings,
                 budget: self.budget,
                 rng: Mutex::new(rng),
                 retries: AtomicU64::new(0),
@@ -298,7 +300,7 @@ where
             RetryDecision::RetryAfter(delay) => Some(delay),
         };
         let attempts = self.retries + 1;
-        if attempts >= self.settings.max_attempts {
+        if attempts >= self.shared.settings.max_attempts {
             tracing::debug!(target: "resilience::retry", attempts, "giving up: attempt limit reached");
             return None;
         }
@@ -310,7 +312,9 @@ where
             self.rules.prepare_resend(request, resend);
             return Some(Backoff::none());
         }
-        if let Some(asked) = server_delay.filter(|asked| *asked > self.settings.retry_after_cap) {
+        if let Some(asked) =
+            server_delay.filter(|asked| *asked > self.shared.settings.retry_after_cap)
+        {
             tracing::debug!(target: "resilience::retry", ?asked, "not retrying: the server asked to wait longer than the cap");
             return None;
         }
@@ -320,9 +324,9 @@ where
             (_, None) => self.next_backoff(),
         };
         let now = Instant::now();
-        if let (Some(deadline), Some(started)) = (self.settings.deadline, self.started) {
+        if let (Some(deadline), Some(started)) = (self.shared.settings.deadline, self.started) {
             let remaining = (started + deadline).saturating_duration_since(now);
-            if delay + self.settings.min_attempt_time >= remaining {
+            if delay + self.shared.settings.min_attempt_time >= remaining {
                 self.shared.out_of_time.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(target: "resilience::retry", ?delay, ?remaining, "not retrying: it cannot finish before the deadline");
                 return None;
@@ -352,7 +356,7 @@ where
             if let Some(budget) = &self.shared.budget {
                 budget.deposit();
             }
-            if self.settings.deadline.is_some() {
+            if self.shared.settings.deadline.is_some() {
                 self.started = Some(crate::call_clock::now());
             }
         }
