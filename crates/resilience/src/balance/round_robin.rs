@@ -270,21 +270,20 @@ impl<K, S> RoundRobin<K, S> {
         let Selection::Chosen(service) = &mut self.selection else {
             unreachable!("the selection was set just above");
         };
-        let error = match service.poll_ready(cx) {
+        match service.poll_ready(cx) {
             Poll::Ready(Ok(())) => return true,
-            Poll::Ready(Err(error)) => Some(error.into()),
-            Poll::Pending => None,
-        };
-        let Selection::Chosen(service) = std::mem::replace(&mut self.selection, Selection::None)
-        else {
-            unreachable!("the selection was set just above");
-        };
-        match error {
-            Some(error) => {
-                let error: BoxError = error;
+            Poll::Ready(Err(error)) => {
+                let error: BoxError = error.into();
                 tracing::debug!(target: "resilience::balance", %error, "skipping an endpoint whose readiness failed");
+                self.selection = Selection::None;
             }
-            None => self.parked.push(service),
+            Poll::Pending => {
+                if let Selection::Chosen(service) =
+                    std::mem::replace(&mut self.selection, Selection::None)
+                {
+                    self.parked.push(service);
+                }
+            }
         }
         false
     }
