@@ -187,6 +187,7 @@ mod striped;
 mod striped_arc;
 mod sync;
 pub mod timeout;
+mod window;
 
 pub use self::backoff::ExponentialBackoff;
 pub use self::balance::{

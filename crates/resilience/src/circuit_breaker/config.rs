@@ -2,18 +2,10 @@
 
 use std::time::Duration;
 
+use crate::window::SlidingWindow;
 use crate::{ExponentialBackoff, InvalidConfig};
 
 const COMPONENT: &str = "circuit breaker";
-
-/// The sliding window over which failure and slow-call rates are measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlidingWindow {
-    /// The last `n` calls.
-    Count(u32),
-    /// The calls of the last `d`, in ten buckets (the window slides a tenth at a time).
-    Time(Duration),
-}
 
 /// Slow-call detection: calls that take at least `threshold` count as slow, and the breaker trips
 /// when the share of slow calls in the window reaches `rate`.

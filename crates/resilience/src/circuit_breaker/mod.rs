@@ -74,7 +74,6 @@ mod probe;
 #[cfg(feature = "serde")]
 mod serde;
 mod state;
-mod window;
 
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -83,12 +82,13 @@ use tokio::sync::broadcast;
 use tower_service::Service;
 
 pub use self::classify::{Classify, ErrorsAreFailures, Outcome};
-pub use self::config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder, SlidingWindow};
+pub use self::config::{CircuitBreakerConfig, CircuitBreakerConfigBuilder};
 pub use self::error::CircuitOpen;
 pub use self::events::{CircuitBreakerMetrics, State, StateChange, TransitionReason};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::policy::TripReason;
 pub use self::probe::HealthCheck;
+pub use crate::window::SlidingWindow;
 
 use self::future::ResponseFuture;
 use self::gate::Gate;

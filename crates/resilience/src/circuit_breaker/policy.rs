@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::config::CircuitBreakerConfig;
-use super::window::WindowCounts;
+use crate::window::WindowCounts;
 
 /// Why a closed breaker opened.
 #[derive(Debug, Clone, Copy, PartialEq)]

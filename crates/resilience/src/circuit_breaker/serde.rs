@@ -2,8 +2,9 @@
 
 use serde::de::{Deserialize, Deserializer, Error as _};
 
-use super::{CircuitBreakerConfig, SlidingWindow};
+use super::CircuitBreakerConfig;
 use crate::config_file::{HumanDuration, Switch};
+use crate::window::SlidingWindow;
 
 /// The file's fields, one per builder method; an absent field keeps the builder's default.
 #[derive(serde::Deserialize)]

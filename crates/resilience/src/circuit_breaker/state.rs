@@ -33,9 +33,9 @@ use super::events::{CircuitBreakerMetrics, State, StateChange, TransitionReason}
 use super::machine::{Admission, AfterProbe, Machine};
 use super::policy::TripPolicy;
 use super::probe::HealthCheck;
-use super::window::{Sample, Window};
 use crate::striped::{STRIPES, stripe_index};
 use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::window::{Sample, Window};
 
 type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
 

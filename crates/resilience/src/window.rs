@@ -1,8 +1,10 @@
-//! Sliding windows of call outcomes, recorded without locks.
+//! Sliding windows of call outcomes, recorded without locks: the one window of the crate, read
+//! by the breaker's trip conditions and by the load-aware balancer's outlier detection.
 //!
-//! Each recorded sample carries the breaker generation it belongs to. A state change starts a new
-//! generation, so "clearing" a window is free and can never race with a concurrent record: samples
-//! of an older generation are simply not counted.
+//! Each recorded sample carries the generation it belongs to. A breaker's state change starts a
+//! new generation, so "clearing" a window is free and can never race with a concurrent record:
+//! samples of an older generation are simply not counted. A user that never clears (the
+//! balancer) records everything in generation 0.
 //!
 //! The count window is exact. The time window is statistical: when a bucket rolls over while
 //! another thread records into it, that one sample may be lost. A breaker needs a rate, not an
@@ -11,7 +13,14 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::config::SlidingWindow;
+/// The sliding window over which failure and slow-call rates are measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlidingWindow {
+    /// The last `n` calls.
+    Count(u32),
+    /// The calls of the last `d`, in ten buckets (the window slides a tenth at a time).
+    Time(Duration),
+}
 
 /// What a window holds right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
