@@ -183,6 +183,8 @@ pub mod hedge;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod retry;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 mod striped;
 mod striped_arc;
 mod sync;

@@ -113,7 +113,11 @@ async fn a_stopped_endpoint_is_routed_around_and_comes_back() {
         .collect();
     assert_eq!(transitions.last(), Some(&(State::HalfOpen, State::Closed)));
 
-    let answers: Vec<_> = futures::future::join_all((0..10).map(|_| get(&client))).await;
+    // One at a time, as a quiet client asks: slow start holds back load, not turns.
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(get(&client).await);
+    }
     assert!(
         answers.iter().any(|answer| answer == "two"),
         "two serves traffic again: {answers:?}"

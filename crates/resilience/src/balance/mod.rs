@@ -16,14 +16,36 @@
 //! version of this crate had one (`Admit`), and a `TraceLayer` between the two stopped the
 //! stack compiling.
 
+mod endpoints;
 mod error;
 mod fail_fast;
 pub mod future;
+pub mod least_loaded;
 mod round_robin;
 
 pub use self::error::NoAvailableEndpoint;
 pub use self::fail_fast::{FailFast, FailFastLayer};
+pub use self::least_loaded::{
+    EndpointStatus, LeastLoaded, LeastLoadedConfig, LeastLoadedConfigBuilder, LeastLoadedHandle,
+    OutlierDetection, OutlierDetectionBuilder,
+};
 pub use self::round_robin::{RoundRobin, RoundRobinHandle};
+
+/// Whether a retry would find an endpoint that can take it now, other than one that just
+/// failed: a [`RetryPolicy`](crate::RetryPolicy) given one
+/// ([`alternatives`](crate::retry::RetryPolicyBuilder::alternatives)) retries an endpoint's
+/// failure at once while it says yes, since the balancer sends the retry elsewhere, and backs
+/// off when it says no. [`LeastLoadedHandle`] is one.
+pub trait Alternatives: Send + Sync + 'static {
+    /// Whether some endpoint would take a call now and did not fail its last one.
+    fn has_healthy_endpoint(&self) -> bool;
+}
+
+impl<K: Send + Sync + 'static, S: Send + Sync + 'static> Alternatives for LeastLoadedHandle<K, S> {
+    fn has_healthy_endpoint(&self) -> bool {
+        LeastLoadedHandle::has_healthy_endpoint(self)
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,8 @@
 //! Round robin over endpoints, skipping those whose breaker is not admitting traffic.
 //!
-//! Selection is pingora's: a shared counter and a modulo. The endpoint list is an immutable
-//! snapshot that every clone reads without a lock; changing it publishes a new snapshot, and
-//! clones pick it up at their next `poll_ready`. Endpoints that stay are the same service values
-//! (clones sharing one breaker), so their breaker state survives any change to the set.
+//! Selection is pingora's: a shared turn counter and a modulo, skipping endpoints that are not
+//! ready. The endpoints are the [shared endpoint set](super::endpoints), so their breaker state
+//! survives any change to the set.
 //!
 //! An instance never sends two calls in a row to the same endpoint while another admits
 //! traffic. Tower's `Retry` sends every attempt of one request through one clone of the
@@ -11,16 +10,15 @@
 //! probably on another one: under concurrent traffic the shared turn alone could hand the retry
 //! back to the endpoint that just failed.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use tower_service::Service;
 
 use super::NoAvailableEndpoint;
+use super::endpoints::{EndpointSet, Entry, Snapshot};
 use super::future::ResponseFuture;
 use crate::BoxError;
-use crate::striped::PerStripe;
 use crate::striped_arc::StripedArc;
 
 /// Spreads requests over endpoints in strict turn, skipping endpoints that are not ready (a
@@ -61,7 +59,7 @@ use crate::striped_arc::StripedArc;
 /// `Ready(Ok(()))`; calling it otherwise panics.
 pub struct RoundRobin<K, S> {
     shared: StripedArc<Shared<K, S>>,
-    snapshot: StripedArc<Snapshot<K, S>>,
+    snapshot: StripedArc<Snapshot<K, S, ()>>,
     selection: Selection<S>,
     /// Endpoints that were not ready, kept so their wakers stay registered.
     parked: Vec<S>,
@@ -77,57 +75,31 @@ enum Selection<S> {
 
 struct Shared<K, S> {
     cursor: Padded<AtomicUsize>,
-    version: AtomicU64,
-    current: Mutex<StripedArc<Snapshot<K, S>>>,
+    endpoints: EndpointSet<K, S, ()>,
 }
 
 /// Keeps the cursor, written on every request, off the cache line of anything read often.
 #[repr(align(128))]
 struct Padded<T>(T);
 
-struct Snapshot<K, S> {
-    version: u64,
-    endpoints: Vec<(K, S)>,
-    /// Each thread stripe's own clones of the endpoints, made there on first use. A request
-    /// clones the endpoint it calls; cloned from these, an endpoint whose clones count per
-    /// thread (a breaker's) writes only this thread's count, where a clone of the shared
-    /// original would have to find this thread's count first, on every request.
-    local: PerStripe<Vec<S>>,
-}
-
-impl<K, S> Snapshot<K, S> {
-    fn new(version: u64, endpoints: Vec<(K, S)>) -> Self {
-        Self {
-            version,
-            endpoints,
-            local: PerStripe::new(),
-        }
-    }
-}
-
-impl<K, S: Clone> Snapshot<K, S> {
-    /// This thread's clones of the endpoints, in the same order.
-    fn local_endpoints(&self) -> &[S] {
-        self.local.get_or_init(|| {
-            self.endpoints
-                .iter()
-                .map(|(_, service)| service.clone())
-                .collect()
-        })
-    }
-}
-
 impl<K, S> RoundRobin<K, S> {
     /// Balances over `endpoints`, each a key (an address, a name) and a service.
     pub fn new(endpoints: impl IntoIterator<Item = (K, S)>) -> Self {
-        let snapshot = StripedArc::new(Snapshot::new(0, endpoints.into_iter().collect()));
+        let entries = endpoints
+            .into_iter()
+            .map(|(key, service)| Entry {
+                key,
+                service,
+                meta: (),
+            })
+            .collect();
+        let endpoints = EndpointSet::new(entries);
         Self {
+            snapshot: endpoints.snapshot(),
             shared: StripedArc::new(Shared {
                 cursor: Padded(AtomicUsize::new(0)),
-                version: AtomicU64::new(0),
-                current: Mutex::new(snapshot.clone()),
+                endpoints,
             }),
-            snapshot,
             selection: Selection::None,
             parked: Vec::new(),
             last: None,
@@ -143,27 +115,12 @@ impl<K, S> RoundRobin<K, S> {
 
     /// The number of endpoints this instance balances over.
     pub fn len(&self) -> usize {
-        self.snapshot.endpoints.len()
+        self.snapshot.len()
     }
 
     /// Whether there are no endpoints at all.
     pub fn is_empty(&self) -> bool {
-        self.snapshot.endpoints.is_empty()
-    }
-
-    fn refresh(&mut self) {
-        if self.shared.version.load(Ordering::Acquire) != self.snapshot.version {
-            self.snapshot = self.shared.current().clone();
-        }
-    }
-}
-
-impl<K, S> Shared<K, S> {
-    fn current(&self) -> MutexGuard<'_, StripedArc<Snapshot<K, S>>> {
-        // Only handle updates hold the lock, and they leave the snapshot whole even if they panic.
-        self.current
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.snapshot.len() == 0
     }
 }
 
@@ -185,15 +142,7 @@ impl<K, S> Clone for RoundRobin<K, S> {
 impl<K: std::fmt::Debug, S> std::fmt::Debug for RoundRobin<K, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoundRobin")
-            .field(
-                "endpoints",
-                &self
-                    .snapshot
-                    .endpoints
-                    .iter()
-                    .map(|(key, _)| key)
-                    .collect::<Vec<_>>(),
-            )
+            .field("endpoints", &self.snapshot.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -211,9 +160,9 @@ where
         if !matches!(self.selection, Selection::None) {
             return Poll::Ready(Ok(()));
         }
-        self.refresh();
+        self.shared.endpoints.refresh(&mut self.snapshot);
         self.parked.clear();
-        let count = self.snapshot.endpoints.len();
+        let count = self.snapshot.len();
         let avoid = self
             .last
             .filter(|(version, _)| *version == self.snapshot.version)
@@ -246,7 +195,7 @@ where
         match std::mem::replace(&mut self.selection, Selection::None) {
             Selection::Chosen(mut service) => ResponseFuture::around(|| service.call(request)),
             Selection::Unavailable => {
-                ResponseFuture::unavailable(NoAvailableEndpoint::new(self.snapshot.endpoints.len()))
+                ResponseFuture::unavailable(NoAvailableEndpoint::new(self.snapshot.len()))
             }
             Selection::None => panic!("RoundRobin::call without a successful poll_ready first"),
         }
@@ -266,7 +215,7 @@ impl<K, S> RoundRobin<K, S> {
         S: Service<Request> + Clone,
         S::Error: Into<BoxError>,
     {
-        self.selection = Selection::Chosen(self.snapshot.local_endpoints()[index].clone());
+        self.selection = Selection::Chosen(self.snapshot.local_services()[index].clone());
         let Selection::Chosen(service) = &mut self.selection else {
             unreachable!("the selection was set just above");
         };
@@ -311,41 +260,16 @@ impl<K, S> std::fmt::Debug for RoundRobinHandle<K, S> {
 impl<K: PartialEq + Clone, S: Clone> RoundRobinHandle<K, S> {
     /// Adds an endpoint, or replaces the service of the endpoint with this key.
     pub fn insert(&self, key: K, service: S) {
-        self.update(
-            |endpoints| match endpoints.iter_mut().find(|(k, _)| *k == key) {
-                Some(existing) => existing.1 = service,
-                None => endpoints.push((key, service)),
-            },
-        );
+        self.shared.endpoints.insert(key, service, || ());
     }
 
     /// Removes the endpoint with this key; returns whether there was one.
     pub fn remove(&self, key: &K) -> bool {
-        let mut removed = false;
-        self.update(|endpoints| {
-            let before = endpoints.len();
-            endpoints.retain(|(k, _)| k != key);
-            removed = endpoints.len() != before;
-        });
-        removed
+        self.shared.endpoints.remove(key)
     }
 
     /// The keys of the current endpoints, in turn order.
     pub fn keys(&self) -> Vec<K> {
-        self.shared
-            .current()
-            .endpoints
-            .iter()
-            .map(|(key, _)| key.clone())
-            .collect()
-    }
-
-    fn update(&self, change: impl FnOnce(&mut Vec<(K, S)>)) {
-        let mut current = self.shared.current();
-        let mut endpoints = current.endpoints.clone();
-        change(&mut endpoints);
-        let version = current.version + 1;
-        *current = StripedArc::new(Snapshot::new(version, endpoints));
-        self.shared.version.store(version, Ordering::Release);
+        self.shared.endpoints.keys()
     }
 }

@@ -11,6 +11,7 @@ use tower::retry::Policy;
 
 use super::backoff::Backoff;
 use super::{RetryBudget, RetryDecision, RetryErrors, RetryRules};
+use crate::balance::Alternatives;
 use crate::striped_arc::StripedArc;
 use crate::{ExponentialBackoff, InvalidConfig};
 
@@ -60,15 +61,25 @@ struct Settings {
 /// Without a deadline, a server may ask for up to this long a wait (`Retry-After`).
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(5);
 
-#[derive(Debug)]
 struct Shared {
     settings: Settings,
+    alternatives: Option<Arc<dyn Alternatives>>,
     budget: Option<Arc<RetryBudget>>,
     rng: Mutex<SmallRng>,
     retries: AtomicU64,
     budget_exhausted: AtomicU64,
     out_of_time: AtomicU64,
     not_cloneable: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("settings", &self.settings)
+            .field("budget", &self.budget)
+            .field("alternatives", &self.alternatives.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counters of a policy and every clone of it.
@@ -102,6 +113,7 @@ impl RetryPolicy {
             retry_after_cap: None,
             budget: Some(Arc::new(RetryBudget::default())),
             seed: None,
+            alternatives: None,
         }
     }
 }
@@ -154,13 +166,22 @@ impl<R> RetryPolicy<R> {
 }
 
 /// Builds a [`RetryPolicy`]; see [`RetryPolicy::builder`].
-#[derive(Debug)]
 pub struct RetryPolicyBuilder<R> {
     rules: R,
     settings: Settings,
     retry_after_cap: Option<Duration>,
     budget: Option<Arc<RetryBudget>>,
     seed: Option<u64>,
+    alternatives: Option<Arc<dyn Alternatives>>,
+}
+
+impl<R> std::fmt::Debug for RetryPolicyBuilder<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryPolicyBuilder")
+            .field("settings", &self.settings)
+            .field("alternatives", &self.alternatives.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R> RetryPolicyBuilder<R> {
@@ -172,7 +193,28 @@ impl<R> RetryPolicyBuilder<R> {
             retry_after_cap: self.retry_after_cap,
             budget: self.budget,
             seed: self.seed,
+            alternatives: self.alternatives,
         }
+    }
+
+    /// After a failure of the endpoint's own (an error, a timeout, a 5xx), retries at once,
+    /// without backoff, while `alternatives` knows an endpoint that can take the retry (the
+    /// balancer sends it there, not back); backs off as usual when there is none. Within the
+    /// budget either way, and a server's `Retry-After` is still honoured.
+    ///
+    /// ```
+    /// use resilience::RetryPolicy;
+    /// use resilience::balance::LeastLoaded;
+    /// use tower::service_fn;
+    ///
+    /// let balancer = LeastLoaded::new([("a", service_fn(|_: ()| async { Ok::<_, resilience::BoxError>(()) }))]);
+    /// let policy = RetryPolicy::builder().alternatives(balancer.handle()).build()?;
+    /// # let _ = policy;
+    /// # Ok::<(), resilience::InvalidConfig>(())
+    /// ```
+    pub fn alternatives(mut self, alternatives: impl Alternatives) -> Self {
+        self.alternatives = Some(Arc::new(alternatives));
+        self
     }
 
     /// At most `n` attempts per request, the first included (1 disables retries).
@@ -267,6 +309,7 @@ impl<R> RetryPolicyBuilder<R> {
             rules: self.rules,
             shared: StripedArc::new(Shared {
                 settings,
+                alternatives: self.alternatives,
                 budget: self.budget,
                 rng: Mutex::new(rng),
                 retries: AtomicU64::new(0),
@@ -318,8 +361,17 @@ where
             tracing::debug!(target: "resilience::retry", ?asked, "not retrying: the server asked to wait longer than the cap");
             return None;
         }
+        let elsewhere = || {
+            self.shared
+                .alternatives
+                .as_ref()
+                .is_some_and(|alternatives| alternatives.has_healthy_endpoint())
+        };
         let delay = match (decision, server_delay) {
             (RetryDecision::RetryAtOnce, _) => Duration::ZERO,
+            // Another endpoint can take it now, and the balancer sends it there: waiting would
+            // only delay the answer. Backoff is for when nothing better is available.
+            (RetryDecision::Retry, None) if elsewhere() => Duration::ZERO,
             (_, Some(asked)) => asked.max(self.next_backoff()),
             (_, None) => self.next_backoff(),
         };

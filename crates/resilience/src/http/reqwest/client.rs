@@ -14,6 +14,7 @@ use tower_service::Service;
 
 use super::attempt::{Attempt, Rebase, SendAttempt};
 use super::endpoint::{DEFAULT_MAX_BODY, HttpEndpoint};
+use crate::balance::{LeastLoaded, LeastLoadedConfig, LeastLoadedHandle};
 use crate::circuit_breaker::HealthCheck;
 use crate::hedge::{Hedge, HedgeConfig, HedgeMetrics};
 use crate::http::{HttpClassifier, HttpRetryRules, IdempotentHedge};
@@ -21,7 +22,7 @@ use crate::striped::PerStripe;
 use crate::{
     BoxError, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
     Deadline, ExponentialBackoff, FailFast, InvalidConfig, RetryBudget, RetryMetrics, RetryPolicy,
-    RoundRobin, RoundRobinHandle, Timeout, TimeoutLayer,
+    Timeout, TimeoutLayer,
 };
 
 /// One endpoint: rebase → [attempt span →] breaker → [latency →] attempt timeout → reqwest and
@@ -36,7 +37,7 @@ type TimedAttempt = Timeout<SendAttempt>;
 type Traced<S> = crate::http::trace::AttemptSpan<S>;
 #[cfg(not(feature = "opentelemetry"))]
 type Traced<S> = S;
-type Balancer = RoundRobin<String, Endpoint>;
+type Balancer = LeastLoaded<String, Endpoint, HttpClassifier>;
 type Stack = Deadline<
     Retry<RetryPolicy<HttpRetryRules>, Hedge<FailFast<Balancer>, Option<IdempotentHedge>>>,
 >;
@@ -45,10 +46,15 @@ type Stack = Deadline<
 /// `reqwest`.
 ///
 /// ```text
-/// deadline → retry → hedge → fail fast → round robin ─┬─ breaker → attempt timeout → reqwest + body → endpoint 1
-///                                                     └─ breaker → attempt timeout → reqwest + body → endpoint 2
-///                                      while a breaker is open: GET /health every ~250 ms ──┘
+/// deadline → retry → hedge → fail fast → least loaded ─┬─ breaker → attempt timeout → reqwest + body → endpoint 1
+///                                                      └─ breaker → attempt timeout → reqwest + body → endpoint 2
+///                                       while a breaker is open: GET /health every ~250 ms ──┘
 /// ```
+///
+/// The balancer is [`LeastLoaded`]: alike endpoints take turns, a slow or busy one loses its
+/// share, one that fails far more often than its peers is ejected for a while, and one that
+/// comes back ramps up. A retry after an endpoint's own failure goes to another endpoint at
+/// once while one is healthy, and backs off only when none is.
 ///
 /// With the `opentelemetry` feature, each endpoint's stack starts with an
 /// [`AttemptSpan`](crate::http::trace::AttemptSpan): one client span per attempt, retries and
@@ -92,7 +98,7 @@ struct Parts {
     /// The first endpoint's origin (no path): requests are built on it, then each endpoint's
     /// `Rebase` puts them under its own base (and base path), once.
     request_base: Url,
-    endpoints: RoundRobinHandle<String, Endpoint>,
+    endpoints: LeastLoadedHandle<String, Endpoint>,
     handles: Mutex<Vec<EndpointHandles>>,
     policy: RetryPolicy<HttpRetryRules>,
     hedge: Hedge<FailFast<Balancer>, Option<IdempotentHedge>>,
@@ -250,6 +256,7 @@ impl ResilientClient {
                 timeout: Duration::from_millis(250),
             }),
             hedge: Some(HedgeConfig::default()),
+            balancing: LeastLoadedConfig::default(),
             seed: None,
             breakers_forced_closed: false,
         }
@@ -424,11 +431,19 @@ pub struct ResilientClientBuilder {
     max_body: usize,
     health: Option<HealthSettings>,
     hedge: Option<HedgeConfig>,
+    balancing: LeastLoadedConfig,
     seed: Option<u64>,
     breakers_forced_closed: bool,
 }
 
 impl ResilientClientBuilder {
+    /// How the balancer weighs endpoints: latency decay, slow start, outlier detection
+    /// (default [`LeastLoadedConfig::default`]).
+    pub fn balancing(mut self, config: LeastLoadedConfig) -> Self {
+        self.balancing = config;
+        self
+    }
+
     /// Adds one endpoint base URL.
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoints.push(url.into());
@@ -566,21 +581,6 @@ impl ResilientClientBuilder {
             .iter()
             .map(|url| parse_endpoint(url))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut policy = RetryPolicy::builder()
-            .rules(HttpRetryRules)
-            .max_attempts(self.max_attempts)
-            .backoff(self.backoff)
-            .deadline(self.deadline);
-        if let Some(budget) = self.budget {
-            policy = policy.budget(budget);
-        }
-        if let Some(cap) = self.retry_after_cap {
-            policy = policy.retry_after_cap(cap);
-        }
-        if let Some(seed) = self.seed {
-            policy = policy.seed(seed);
-        }
-        let policy = policy.build()?;
         let mut breaker = self.breaker;
         if let Some(seed) = self.seed {
             breaker.seed = Some(seed);
@@ -610,7 +610,24 @@ impl ResilientClientBuilder {
             endpoints.push((key, endpoint));
             handles.push(endpoint_handles);
         }
-        let balancer = RoundRobin::new(endpoints);
+        let balancer =
+            LeastLoaded::with_config(endpoints, self.balancing).with_classifier(HttpClassifier);
+        let mut policy = RetryPolicy::builder()
+            .rules(HttpRetryRules)
+            .max_attempts(self.max_attempts)
+            .backoff(self.backoff)
+            .deadline(self.deadline)
+            .alternatives(balancer.handle());
+        if let Some(budget) = self.budget {
+            policy = policy.budget(budget);
+        }
+        if let Some(cap) = self.retry_after_cap {
+            policy = policy.retry_after_cap(cap);
+        }
+        if let Some(seed) = self.seed {
+            policy = policy.seed(seed);
+        }
+        let policy = policy.build()?;
         let copies = self.hedge.is_some().then_some(IdempotentHedge);
         let mut hedge = Hedge::new(
             FailFast::new(balancer.clone()),
