@@ -3,7 +3,8 @@
 //! | piece | what it does | tower shape |
 //! |---|---|---|
 //! | [`CircuitBreaker`] | stops calling an endpoint that keeps failing, probes it back | [`CircuitBreakerLayer`] + service |
-//! | [`RoundRobin`] | spreads requests over ready endpoints (a gated open breaker is not ready) | service over endpoints |
+//! | [`balance::LeastLoaded`] | weighs ready endpoints by latency and calls outstanding; slow start; outlier ejection (the default in [`http::ResilientClient`]) | service over endpoints |
+//! | [`RoundRobin`] | spreads requests over ready endpoints in strict turn (a gated open breaker is not ready) | service over endpoints |
 //! | [`FailFast`] | answers [`NoAvailableEndpoint`] at once when no endpoint is ready | [`FailFastLayer`] + service |
 //! | [`HealthCheck`] | while a breaker is open, asks the endpoint itself whether it is back | attached to a [`CircuitBreaker`] |
 //! | [`RetryPolicy`] | backoff with jitter, attempt limit, budget, deadline | `tower::retry::Policy` |
@@ -14,6 +15,7 @@
 //! | [`admin`] | a live dashboard of every breaker (JSON, Server-Sent Events, one HTML page) with force open / closed / reset | feature `admin` |
 //! | [`http::trace`] | an OpenTelemetry client span per attempt and a W3C `traceparent` naming it (inside `ResilientClient` too) | feature `opentelemetry`, [`http::trace::AttemptSpanLayer`] + service |
 //! | configuration files | breaker, hedge, retry and client settings from TOML or JSON, checked by the same builders | feature `serde` |
+//! | `sim` | a simulated fleet under a seeded load on the paused clock, to check a configuration against a gray failure | feature `sim` |
 //!
 //! They work over any tower `Service`, not only HTTP, and compose in this order, outermost
 //! first: a deadline bounds the whole request; retry re-sends failed requests through the

@@ -74,7 +74,9 @@ pub use self::latency::{
     Latency, LatencyLayer, LatencyPercentiles, LatencyRecorder, ResponseFuture,
 };
 pub use self::registry::{Registry, Upstream, WatchedEndpoint};
-pub use self::snapshot::{EndpointSnapshot, Snapshot, Transition, UpstreamSnapshot};
+pub use self::snapshot::{
+    BalancingSnapshot, EndpointSnapshot, Snapshot, Transition, UpstreamSnapshot,
+};
 use self::stream::Events;
 pub use self::stream::ResponseBody;
 

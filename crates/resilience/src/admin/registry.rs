@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::latency::LatencyRecorder;
-use super::snapshot::{EndpointSnapshot, Snapshot, UpstreamSnapshot};
+use super::snapshot::{BalancingSnapshot, EndpointSnapshot, Snapshot, UpstreamSnapshot};
+use crate::balance::EndpointStatus;
 use crate::{CircuitBreakerHandle, HedgeMetrics, RetryMetrics, StateChange};
 
 /// Rates are over this much of the past.
@@ -28,6 +29,7 @@ const WATCHER_BACKLOG: usize = 256;
 pub struct WatchedEndpoint {
     breaker: CircuitBreakerHandle,
     latency: Option<LatencyRecorder>,
+    balancing: Option<EndpointStatus>,
 }
 
 impl WatchedEndpoint {
@@ -36,7 +38,15 @@ impl WatchedEndpoint {
         Self {
             breaker,
             latency: None,
+            balancing: None,
         }
+    }
+
+    /// Shows what a [`LeastLoaded`](crate::balance::LeastLoaded) balancer knows of it now: calls
+    /// outstanding, latency estimate, slow start, ejection.
+    pub fn with_balancing(mut self, status: EndpointStatus) -> Self {
+        self.balancing = Some(status);
+        self
     }
 
     /// Shows the latency `recorder` measures (see [`LatencyLayer`](super::LatencyLayer)).
@@ -256,6 +266,9 @@ impl Registry {
                 endpoint_view.rejected_per_second = samples.rate(now, &counters, 2);
                 samples.push(now, counters);
                 endpoint_view.history = samples.history(0);
+                if let Some(status) = &endpoint.balancing {
+                    endpoint_view.balancing = Some(BalancingSnapshot::from(status));
+                }
                 view.endpoints.push(endpoint_view);
                 seen_endpoints.push(name);
                 // Hook each breaker once: keep the handle, so its address is not reused while

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::latency::LatencyPercentiles;
 use super::registry::unix_ms;
+use crate::balance::EndpointStatus;
 use crate::{CircuitBreakerMetrics, StateChange};
 
 /// Every registered upstream and its endpoints, at one moment.
@@ -69,6 +70,40 @@ pub struct EndpointSnapshot {
     /// Completed calls per second between the looks of the last minute, oldest first: the
     /// sparkline.
     pub history: Vec<f64>,
+    /// What the load-aware balancer knows of it, where one balances it.
+    pub balancing: Option<BalancingSnapshot>,
+}
+
+/// One endpoint as a [`LeastLoaded`](crate::balance::LeastLoaded) balancer sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BalancingSnapshot {
+    /// Calls outstanding.
+    pub outstanding: u32,
+    /// The latency estimate (peak-EWMA), in milliseconds; none before the first answer.
+    pub latency_estimate_ms: Option<f64>,
+    /// Slow start's weight: below 1 while it ramps up.
+    pub weight: f64,
+    /// While ejected as an outlier: milliseconds until it is back.
+    pub ejected_for_ms: Option<u64>,
+    /// Calls and failures in the outlier-detection window.
+    pub window_calls: u32,
+    /// Failures among them.
+    pub window_failures: u32,
+}
+
+impl From<&EndpointStatus> for BalancingSnapshot {
+    fn from(status: &EndpointStatus) -> Self {
+        Self {
+            outstanding: status.pending,
+            latency_estimate_ms: status.latency.map(|latency| latency.as_secs_f64() * 1000.0),
+            weight: status.weight,
+            ejected_for_ms: status
+                .ejected_for
+                .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+            window_calls: status.window_calls,
+            window_failures: status.window_failures,
+        }
+    }
 }
 
 impl EndpointSnapshot {
@@ -103,6 +138,7 @@ impl EndpointSnapshot {
                 .map(|wait| u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
             last_transition: metrics.last_change.as_ref().map(Transition::from),
             history: Vec::new(),
+            balancing: None,
         }
     }
 }

@@ -310,12 +310,17 @@ impl ResilientClient {
     /// [`Registry`](crate::admin::Registry).
     #[cfg(feature = "admin")]
     pub(crate) fn watched_endpoints(&self) -> Vec<crate::admin::WatchedEndpoint> {
+        let mut balancing = self.parts.endpoints.status();
         self.parts
             .handles()
             .iter()
             .map(|handles| {
-                crate::admin::WatchedEndpoint::new(handles.breaker.clone())
-                    .with_latency(handles.latency.clone())
+                let watched = crate::admin::WatchedEndpoint::new(handles.breaker.clone())
+                    .with_latency(handles.latency.clone());
+                match balancing.iter().position(|(key, _)| *key == handles.key) {
+                    Some(index) => watched.with_balancing(balancing.swap_remove(index).1),
+                    None => watched,
+                }
             })
             .collect()
     }
