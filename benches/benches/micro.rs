@@ -199,6 +199,16 @@ fn round_robin<const ENDPOINTS: usize>(bencher: Bencher, inner: Inner) {
     );
 }
 
+/// The load-aware balancer: the same endpoints as `round_robin`, also weighing each by its
+/// calls outstanding and latency estimate (one more clock read per call, at completion).
+#[divan::bench(args = INNERS, threads = [1, 2], consts = [2, 16])]
+fn least_loaded<const ENDPOINTS: usize>(bencher: Bencher, inner: Inner) {
+    bench_shared(
+        bencher,
+        resilience::balance::LeastLoaded::new((0..ENDPOINTS).map(|key| (key, Echo(inner)))),
+    );
+}
+
 #[divan::bench(args = INNERS, threads = [1, 2])]
 fn retry_policy(bencher: Bencher, inner: Inner) {
     let policy = RetryPolicy::builder()
@@ -259,6 +269,22 @@ mod tower_middleware {
         let mut balancer =
             tower::balance::p2c::Balance::new(tower::discover::ServiceList::new(endpoints));
         enter_timer_runtime();
+        bencher.bench_local(|| call(&mut balancer, divan::black_box(7)));
+    }
+
+    /// The same over peak-EWMA load (tower's counterpart of our `least_loaded`), with tower's
+    /// defaults from its documentation: 30 ms default RTT, 10 s decay.
+    #[divan::bench(args = INNERS)]
+    fn balance_p2c_peak_ewma(bencher: Bencher, inner: Inner) {
+        enter_timer_runtime();
+        let endpoints = (0..2).map(|_| Echo(inner)).collect::<Vec<_>>();
+        let discover = tower::load::PeakEwmaDiscover::new(
+            tower::discover::ServiceList::new(endpoints),
+            Duration::from_millis(30),
+            Duration::from_secs(10),
+            tower::load::CompleteOnResponse::default(),
+        );
+        let mut balancer = tower::balance::p2c::Balance::new(discover);
         bencher.bench_local(|| call(&mut balancer, divan::black_box(7)));
     }
 }

@@ -2,7 +2,8 @@
 //! `../shared/bench/proxies` (relative to the workspace root).
 //!
 //! Run with `cargo bench -p resilience-benches --bench proxies` (`-- --mode kill` for a replica
-//! killed and stopped under load, `-- --help` for the flags). Needs nginx, HAProxy and wrk:
+//! killed and stopped under load, `-- --mode gray` for a replica of the real demo that is slow
+//! or answers 500s, `-- --help` for the flags). Needs nginx, HAProxy and wrk:
 //! `apt-get install -y nginx haproxy wrk jq curl gettext-base iproute2 util-linux`.
 //!
 //! The bench builds the release `demo-gateway`, hands the harness a command that starts it on
@@ -67,6 +68,10 @@ enum Mode {
     Throughput,
     /// users-2 killed, then stopped, under load through each target (kill_replica.sh, ≈ 3 min).
     Kill,
+    /// Gray failures: users-2 of the real demo 50 / 300 ms slower or answering 500 to 30 % /
+    /// all, through the gateway (the whole demo, with its defaults), nginx and HAProxy, round
+    /// robin and least-connections, beside a fault-free run (gray_failures.sh, ≈ 9 min).
+    Gray,
 }
 
 impl Mode {
@@ -74,6 +79,7 @@ impl Mode {
         match self {
             Self::Throughput => "run.sh",
             Self::Kill => "kill_replica.sh",
+            Self::Gray => "gray_failures.sh",
         }
     }
 
@@ -82,6 +88,7 @@ impl Mode {
         match self {
             Self::Throughput => "proxies",
             Self::Kill => "proxies_kill",
+            Self::Gray => "proxies_gray",
         }
     }
 }
@@ -137,7 +144,12 @@ fn run() -> Result<()> {
         println!("  {name}={value}");
     }
 
-    let output = run_script(&script, &env)?;
+    // gray_failures.sh starts the whole demo itself, from the binary it is given.
+    let script_args = match args.mode {
+        Mode::Gray => vec![gateway.display().to_string(), env["RESULTS_DIR"].clone()],
+        Mode::Throughput | Mode::Kill => Vec::new(),
+    };
+    let output = run_script(&script, &script_args, &env)?;
 
     let data = match args.mode {
         Mode::Throughput => {
@@ -147,6 +159,8 @@ fn run() -> Result<()> {
             tsv_to_json(&text)
         }
         Mode::Kill => scenario_reports(&harness_results)?,
+        // Its table, in the output, is all it reports.
+        Mode::Gray => Value::Null,
     };
     let markdown = render(&args, &script, &env, &output);
     if !args.no_save {
@@ -199,6 +213,7 @@ fn harness_env(args: &Args, gateway: &Path, machine: &Machine) -> BTreeMap<&'sta
     let kind = match args.mode {
         Mode::Throughput => "run",
         Mode::Kill => "kill",
+        Mode::Gray => "gray",
     };
     let results_dir = format!("{out_root}/results/{kind}-{}", machine.file_stamp());
     let mut env = BTreeMap::from([
@@ -222,15 +237,21 @@ fn harness_env(args: &Args, gateway: &Path, machine: &Machine) -> BTreeMap<&'sta
                 std::env::var("PROXIES").unwrap_or_else(|_| "nginx haproxy gateway".into());
             env.insert("PROXIES", proxies);
         }
+        Mode::Gray => {}
     }
     env
 }
 
 /// Runs the script with `env` added to this environment; its log (stderr) goes straight to ours,
 /// its stdout (the table) is echoed line by line and returned.
-fn run_script(script: &Path, env: &BTreeMap<&'static str, String>) -> Result<String> {
+fn run_script(
+    script: &Path,
+    script_args: &[String],
+    env: &BTreeMap<&'static str, String>,
+) -> Result<String> {
     let mut child = Command::new("bash")
         .arg(script)
+        .args(script_args)
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -288,6 +309,7 @@ fn render(
     let mut flags = match args.mode {
         Mode::Throughput => format!("--rounds {}", args.rounds),
         Mode::Kill => "--mode kill".into(),
+        Mode::Gray => "--mode gray".into(),
     };
     if let Some(gateway) = &args.gateway {
         flags.push_str(&format!(" --gateway {}", gateway.display()));
