@@ -88,11 +88,11 @@ async fn upstream(
     source: &Source,
     config: &GatewayConfig,
 ) -> Result<Upstream, String> {
-    let discovered = discovery::start(source, short_name, &config.discovery()).await?;
-    let upstream = Upstream::new(service, short_name, &discovered.initial, config)
+    let discovered = discovery::start(source, short_name, &config.discovery).await?;
+    let upstream = Upstream::new(service, short_name, &discovered.initial, &config.upstream)
         .map_err(|error| error.to_string())?;
     if let Some(feed) = discovered.feed {
-        tokio::spawn(discovery::apply(feed, upstream.clone()));
+        tokio::spawn(upstream.clone().follow(feed));
     }
     Ok(upstream)
 }
