@@ -8,11 +8,13 @@ use std::process::ExitCode;
 
 use rand::Rng;
 
+use crate::access::{AdminKeys, ApiKeys};
+use crate::app;
 use crate::config::{GatewayConfig, ServiceCommand};
 use crate::discovery::{self, Source};
 use crate::launcher::{self, ChildSpec, Running};
+use crate::state::GatewayState;
 use crate::upstream::Upstream;
-use crate::{AdminKeys, ApiKeys, GatewayState};
 
 /// Runs the gateway, and unless `--no-spawn`, the services it calls as child processes.
 pub async fn run_gateway(config: GatewayConfig) -> ExitCode {
@@ -72,7 +74,7 @@ async fn try_run_gateway(mut config: GatewayConfig) -> Result<(), String> {
             child.expect_exit();
         }
     };
-    let served = crate::run(listener, state, shutdown).await;
+    let served = app::run(listener, state, shutdown).await;
     tracing::info!("gateway stopped; stopping the services");
     for child in children {
         child.stop().await;
