@@ -153,3 +153,55 @@ fn unavailable(service: &str, retry_after: Duration) -> AppError {
     )
     .with_retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Outcome = Result<http::Response<Bytes>, BoxError>;
+
+    fn answer(status: u16, content_type: Option<&'static str>, body: &'static str) -> Outcome {
+        let mut response = http::Response::new(Bytes::from_static(body.as_bytes()));
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        if let Some(value) = content_type {
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(value),
+            );
+        }
+        Ok(response)
+    }
+
+    fn status_of(outcome: Outcome) -> u16 {
+        match check("user-service", outcome, None) {
+            Ok(reply) => reply.status.as_u16(),
+            Err(error) => error.status().as_u16(),
+        }
+    }
+
+    #[test]
+    fn json_2xx_and_4xx_are_replies_and_204_needs_no_body() {
+        assert_eq!(status_of(answer(200, Some("application/json"), "{}")), 200);
+        assert_eq!(status_of(answer(404, Some("application/json"), "{}")), 404);
+        assert_eq!(status_of(answer(204, None, "")), 204);
+    }
+
+    #[test]
+    fn upstream_5xx_and_answers_other_than_json_are_502() {
+        assert_eq!(status_of(answer(500, Some("application/json"), "{}")), 502);
+        assert_eq!(status_of(answer(503, None, "down")), 502);
+        assert_eq!(status_of(answer(200, Some("text/html"), "<p>")), 502);
+    }
+
+    #[test]
+    fn an_error_the_stack_does_not_name_is_an_unreachable_upstream_502() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = check("user-service", Err(Box::new(refused)), None).unwrap_err();
+        assert_eq!(error.status().as_u16(), 502);
+        assert!(
+            error
+                .message()
+                .contains("user-service could not be reached")
+        );
+    }
+}
