@@ -13,6 +13,7 @@ use crate::app;
 use crate::config::{GatewayConfig, ServiceCommand};
 use crate::discovery::{self, Source};
 use crate::launcher::{self, ChildSpec, Running};
+use crate::routes;
 use crate::state::GatewayState;
 use crate::upstream::Upstream;
 
@@ -264,18 +265,22 @@ fn banner(
     let _ = writeln!(text, "\n  API key        {key}");
     let _ = writeln!(
         text,
-        "  Operator key   {admin_key}   (for /admin and /metrics)"
+        "  Operator key   {admin_key}   (for {} and {})",
+        routes::ADMIN,
+        routes::METRICS
     );
     let _ = writeln!(
         text,
-        "  Dashboard      http://{addr}/admin/dashboard?key={admin_key}\n\nTry:"
+        "  Dashboard      http://{addr}{}?key={admin_key}\n\nTry:",
+        routes::DASHBOARD
     );
     for path in ["/api/users/1", "/api/users/1/orders"] {
         let _ = writeln!(text, "  curl -s -H 'x-api-key: {key}' http://{addr}{path}");
     }
     let _ = writeln!(
         text,
-        "  curl -s -H 'x-api-key: {admin_key}' http://{addr}/admin/status"
+        "  curl -s -H 'x-api-key: {admin_key}' http://{addr}{}",
+        routes::ADMIN_STATUS
     );
     if let Some(victim) = children.iter().find(|child| child.spec.name == "users-2") {
         let program =
