@@ -1,4 +1,8 @@
 //! Command-line flags and environment variables of the gateway.
+//!
+//! A leaf: it imports nothing of the gateway. The flags of each part are a group of their own
+//! ([`UpstreamSettings`], [`DiscoverySettings`]), flattened into [`GatewayConfig`], so each part
+//! takes its own settings and the command line stays one flat list.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -121,6 +125,30 @@ pub struct GatewayConfig {
     #[arg(long, env = "GATEWAY_RATE_BURST", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_burst: u32,
 
+    /// How each upstream's client retries, breaks and times out.
+    #[command(flatten)]
+    pub upstream: UpstreamSettings,
+
+    /// Log one line per answered request (method, path, request id, status, latency). Off by
+    /// default, as in nginx and HAProxy as benchmarked: the line costs a formatted write per
+    /// request. Failed requests (5xx), breaker transitions and retries are logged either way.
+    /// `RUST_LOG` overrides both.
+    #[arg(long, env = "GATEWAY_ACCESS_LOG")]
+    pub access_log: bool,
+
+    /// Where `dns://` endpoints are resolved, and how often.
+    #[command(flatten)]
+    pub discovery: DiscoverySettings,
+
+    /// Where spans go (`--otlp-endpoint`), passed on to the services the demo starts.
+    #[command(flatten)]
+    pub telemetry: demo_kit::TelemetryArgs,
+}
+
+/// The settings of one upstream's resilient client (`Upstream::new` takes these, not the whole
+/// configuration, so the client's module needs nothing else of the gateway's).
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpstreamSettings {
     /// The limit for one attempt at an upstream, e.g. `1s` or `250ms`.
     #[arg(long, env = "GATEWAY_ATTEMPT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub attempt_timeout: Duration,
@@ -167,14 +195,11 @@ pub struct GatewayConfig {
     /// timeouts, the deadline and trace headers stay.
     #[arg(long, env = "GATEWAY_MESH")]
     pub mesh: bool,
+}
 
-    /// Log one line per answered request (method, path, request id, status, latency). Off by
-    /// default, as in nginx and HAProxy as benchmarked: the line costs a formatted write per
-    /// request. Failed requests (5xx), breaker transitions and retries are logged either way.
-    /// `RUST_LOG` overrides both.
-    #[arg(long, env = "GATEWAY_ACCESS_LOG")]
-    pub access_log: bool,
-
+/// The settings of the `dns://` and `dns+srv://` endpoint sources.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiscoverySettings {
     /// The DNS server for `dns://` and `dns+srv://` endpoints, `IP:PORT` (default: the system's, from
     /// /etc/resolv.conf, with its search domains).
     #[arg(long, env = "GATEWAY_DNS_SERVER")]
@@ -187,21 +212,6 @@ pub struct GatewayConfig {
     /// Re-resolve a `dns://` name at least this often, whatever its records' TTL says.
     #[arg(long, env = "GATEWAY_DNS_MAX_TTL", default_value = "30s", value_parser = parse_duration)]
     pub dns_max_ttl: Duration,
-
-    /// Where spans go (`--otlp-endpoint`), passed on to the services the demo starts.
-    #[command(flatten)]
-    pub telemetry: demo_kit::TelemetryArgs,
-}
-
-impl GatewayConfig {
-    /// The settings of the `dns://` and `etcd://` endpoint sources.
-    pub fn discovery(&self) -> crate::discovery::Settings {
-        crate::discovery::Settings {
-            dns_server: self.dns_server,
-            dns_min_ttl: self.dns_min_ttl,
-            dns_max_ttl: self.dns_max_ttl,
-        }
-    }
 }
 
 /// Reads `1500ms`, `2s`, `1.5s` or `1m`.

@@ -8,11 +8,14 @@ use std::process::ExitCode;
 
 use rand::Rng;
 
+use crate::access::{AdminKeys, ApiKeys};
+use crate::app;
 use crate::config::{GatewayConfig, ServiceCommand};
 use crate::discovery::{self, Source};
 use crate::launcher::{self, ChildSpec, Running};
+use crate::routes;
+use crate::state::GatewayState;
 use crate::upstream::Upstream;
-use crate::{AdminKeys, ApiKeys, GatewayState};
 
 /// Runs the gateway, and unless `--no-spawn`, the services it calls as child processes.
 pub async fn run_gateway(config: GatewayConfig) -> ExitCode {
@@ -72,7 +75,7 @@ async fn try_run_gateway(mut config: GatewayConfig) -> Result<(), String> {
             child.expect_exit();
         }
     };
-    let served = crate::run(listener, state, shutdown).await;
+    let served = app::run(listener, state, shutdown).await;
     tracing::info!("gateway stopped; stopping the services");
     for child in children {
         child.stop().await;
@@ -88,11 +91,11 @@ async fn upstream(
     source: &Source,
     config: &GatewayConfig,
 ) -> Result<Upstream, String> {
-    let discovered = discovery::start(source, short_name, &config.discovery()).await?;
-    let upstream = Upstream::new(service, short_name, &discovered.initial, config)
+    let discovered = discovery::start(source, short_name, &config.discovery).await?;
+    let upstream = Upstream::new(service, short_name, &discovered.initial, &config.upstream)
         .map_err(|error| error.to_string())?;
     if let Some(feed) = discovered.feed {
-        tokio::spawn(discovery::apply(feed, upstream.clone()));
+        tokio::spawn(upstream.clone().follow(feed));
     }
     Ok(upstream)
 }
@@ -262,18 +265,22 @@ fn banner(
     let _ = writeln!(text, "\n  API key        {key}");
     let _ = writeln!(
         text,
-        "  Operator key   {admin_key}   (for /admin and /metrics)"
+        "  Operator key   {admin_key}   (for {} and {})",
+        routes::ADMIN,
+        routes::METRICS
     );
     let _ = writeln!(
         text,
-        "  Dashboard      http://{addr}/admin/dashboard?key={admin_key}\n\nTry:"
+        "  Dashboard      http://{addr}{}?key={admin_key}\n\nTry:",
+        routes::DASHBOARD
     );
     for path in ["/api/users/1", "/api/users/1/orders"] {
         let _ = writeln!(text, "  curl -s -H 'x-api-key: {key}' http://{addr}{path}");
     }
     let _ = writeln!(
         text,
-        "  curl -s -H 'x-api-key: {admin_key}' http://{addr}/admin/status"
+        "  curl -s -H 'x-api-key: {admin_key}' http://{addr}{}",
+        routes::ADMIN_STATUS
     );
     if let Some(victim) = children.iter().find(|child| child.spec.name == "users-2") {
         let program =

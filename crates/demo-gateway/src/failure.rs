@@ -11,6 +11,10 @@
 //!
 //! Upstream 2xx and 4xx JSON answers are not failures: [`check`] hands them back as a
 //! [`Reply`], and the 4xx go back to the client as they are.
+//!
+//! Every function here takes plain values (the service's name, the soonest probe, what the
+//! stack returned), not the upstream's client: the mapping can be read and tested on its own,
+//! and `upstream` depends on it, not the other way round.
 
 use std::time::Duration;
 
@@ -23,22 +27,34 @@ use resilience::{
     find_in_chain,
 };
 
-use crate::upstream::{Reply, Upstream};
-
 /// `Retry-After` when no breaker says when it will probe.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Turns what the resilience stack returned into a reply the routes can use, or the error the
-/// client gets.
+/// A usable upstream answer: 2xx or 4xx, JSON (or 204 without a body).
+#[derive(Debug)]
+pub struct Reply {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its body.
+    pub body: Bytes,
+    /// Which replica answered (its `x-served-by`).
+    pub served_by: Option<http::HeaderValue>,
+}
+
+/// Turns what the resilience stack returned for `service` into a reply the routes can use, or
+/// the error the client gets. `next_probe_in` is when the upstream's first open breaker will
+/// admit a probe (for `Retry-After` when the error does not say); the caller need only find it
+/// for an `Err` outcome.
 pub fn check(
-    upstream: &Upstream,
+    service: &str,
     outcome: Result<http::Response<Bytes>, BoxError>,
+    next_probe_in: Option<Duration>,
 ) -> Result<Reply, AppError> {
-    let response = outcome.map_err(|error| unreachable(upstream, &error))?;
+    let response = outcome.map_err(|error| unreachable(service, &error, next_probe_in))?;
     let (parts, body) = response.into_parts();
     let status = parts.status;
     if status.is_server_error() {
-        return Err(server_error(upstream, status, &body));
+        return Err(server_error(service, status, &body));
     }
     let is_json = parts
         .headers
@@ -46,7 +62,7 @@ pub fn check(
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("application/json"));
     if !is_json && status != StatusCode::NO_CONTENT {
-        return Err(not_json(upstream, status));
+        return Err(not_json(service, status));
     }
     Ok(Reply {
         status,
@@ -56,19 +72,18 @@ pub fn check(
 }
 
 /// The answer for a request the resilience stack could not complete.
-fn unreachable(upstream: &Upstream, error: &BoxError) -> AppError {
-    let service = upstream.service;
+fn unreachable(service: &str, error: &BoxError, next_probe_in: Option<Duration>) -> AppError {
     let chain: &(dyn std::error::Error + 'static) = error.as_ref();
     if let Some(open) = find_in_chain::<CircuitOpen>(chain) {
         let retry_after = open
             .retry_after()
-            .or_else(|| upstream.next_probe_in())
+            .or(next_probe_in)
             .unwrap_or(DEFAULT_RETRY_AFTER);
         tracing::warn!(%service, error = %open, "upstream unavailable");
         return unavailable(service, retry_after);
     }
     if find_in_chain::<NoAvailableEndpoint>(chain).is_some() {
-        let retry_after = upstream.next_probe_in().unwrap_or(DEFAULT_RETRY_AFTER);
+        let retry_after = next_probe_in.unwrap_or(DEFAULT_RETRY_AFTER);
         tracing::warn!(%service, "upstream unavailable: no endpoint admits traffic");
         return unavailable(service, retry_after);
     }
@@ -104,8 +119,7 @@ fn unreachable(upstream: &Upstream, error: &BoxError) -> AppError {
 
 /// The answer for an upstream that answered 5xx: the client learns which service failed, the
 /// log gets what it said.
-fn server_error(upstream: &Upstream, status: StatusCode, body: &[u8]) -> AppError {
-    let service = upstream.service;
+fn server_error(service: &str, status: StatusCode, body: &[u8]) -> AppError {
     tracing::warn!(%service, %status, body = %String::from_utf8_lossy(&body[..body.len().min(512)]), "upstream failed");
     AppError::new(
         ErrorCode::BadGateway,
@@ -114,8 +128,7 @@ fn server_error(upstream: &Upstream, status: StatusCode, body: &[u8]) -> AppErro
 }
 
 /// The answer for an upstream whose answer is not the JSON it promises.
-pub fn not_json(upstream: &Upstream, status: StatusCode) -> AppError {
-    let service = upstream.service;
+pub fn not_json(service: &str, status: StatusCode) -> AppError {
     tracing::warn!(%service, %status, "upstream answered something other than JSON");
     AppError::new(
         ErrorCode::BadGateway,
@@ -125,8 +138,7 @@ pub fn not_json(upstream: &Upstream, status: StatusCode) -> AppError {
 
 /// The answer for an upstream whose status the route cannot use (a 4xx where only a 2xx makes
 /// sense, as for the order list of an aggregation).
-pub fn unexpected_status(upstream: &Upstream, status: StatusCode) -> AppError {
-    let service = upstream.service;
+pub fn unexpected_status(service: &str, status: StatusCode) -> AppError {
     tracing::warn!(%service, %status, "upstream answered a status the route cannot use");
     AppError::new(
         ErrorCode::BadGateway,
@@ -140,4 +152,56 @@ fn unavailable(service: &str, retry_after: Duration) -> AppError {
         format!("the {service} is unavailable: every replica's circuit breaker is open"),
     )
     .with_retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Outcome = Result<http::Response<Bytes>, BoxError>;
+
+    fn answer(status: u16, content_type: Option<&'static str>, body: &'static str) -> Outcome {
+        let mut response = http::Response::new(Bytes::from_static(body.as_bytes()));
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        if let Some(value) = content_type {
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(value),
+            );
+        }
+        Ok(response)
+    }
+
+    fn status_of(outcome: Outcome) -> u16 {
+        match check("user-service", outcome, None) {
+            Ok(reply) => reply.status.as_u16(),
+            Err(error) => error.status().as_u16(),
+        }
+    }
+
+    #[test]
+    fn json_2xx_and_4xx_are_replies_and_204_needs_no_body() {
+        assert_eq!(status_of(answer(200, Some("application/json"), "{}")), 200);
+        assert_eq!(status_of(answer(404, Some("application/json"), "{}")), 404);
+        assert_eq!(status_of(answer(204, None, "")), 204);
+    }
+
+    #[test]
+    fn upstream_5xx_and_answers_other_than_json_are_502() {
+        assert_eq!(status_of(answer(500, Some("application/json"), "{}")), 502);
+        assert_eq!(status_of(answer(503, None, "down")), 502);
+        assert_eq!(status_of(answer(200, Some("text/html"), "<p>")), 502);
+    }
+
+    #[test]
+    fn an_error_the_stack_does_not_name_is_an_unreachable_upstream_502() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = check("user-service", Err(Box::new(refused)), None).unwrap_err();
+        assert_eq!(error.status().as_u16(), 502);
+        assert!(
+            error
+                .message()
+                .contains("user-service could not be reached")
+        );
+    }
 }

@@ -10,9 +10,9 @@ use resilience::{CircuitBreakerHandle, StateChange};
 use rustapi_rs::{Body, Headers, Path, State};
 use serde_json::{Value, json};
 
-use crate::failure;
+use crate::failure::{self, Reply};
 use crate::state::GatewayState;
-use crate::upstream::{Reply, Upstream};
+use crate::upstream::Upstream;
 
 type Result<T, E = AppError> = std::result::Result<T, E>;
 type Response = rustapi_rs::Response;
@@ -203,13 +203,16 @@ pub(crate) async fn user_with_orders(
         return Ok(shape(state.users(), user));
     }
     let user: Value = serde_json::from_slice(&user.body)
-        .map_err(|_| failure::not_json(state.users(), user.status))?;
+        .map_err(|_| failure::not_json(state.users().service, user.status))?;
     let orders = orders.and_then(|reply| {
         if reply.status.is_success() {
             serde_json::from_slice::<Value>(&reply.body)
-                .map_err(|_| failure::not_json(state.orders(), reply.status))
+                .map_err(|_| failure::not_json(state.orders().service, reply.status))
         } else {
-            Err(failure::unexpected_status(state.orders(), reply.status))
+            Err(failure::unexpected_status(
+                state.orders().service,
+                reply.status,
+            ))
         }
     });
     let body = match orders {

@@ -12,9 +12,15 @@
 //!   `/admin/dashboard` draws them live. Everything under `/admin`, and `/metrics`, needs an
 //!   operator key ([`AdminKeys`]), distinct from client keys.
 //!
+//! Its modules import one way (`tests/module_graph.rs` fails on a cycle): `config`, `routes`
+//! (the one route table), `access` (keys, cookies, grants) and `failure` (statuses from plain
+//! values) are leaves or near them; `upstream`, `state`, `edge` and `app` build on them; `demo`
+//! and `launcher` (the one-command demo and its banner) sit on top, apart from the gateway.
+//!
 //! [`ResilientClient`]: resilience::http::ResilientClient
 
-mod admin;
+mod access;
+mod app;
 pub mod config;
 pub mod demo;
 pub mod discovery;
@@ -27,7 +33,7 @@ mod routes;
 mod state;
 pub mod upstream;
 
-pub use admin::AdminKeys;
-pub use edge::{ApiKeys, route_of};
-pub use routes::{app, run, service};
+pub use access::{AdminKeys, ApiKeys};
+pub use app::{app, run, service};
+pub use routes::route_of;
 pub use state::GatewayState;

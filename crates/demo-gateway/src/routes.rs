@@ -1,76 +1,142 @@
-//! The gateway app and how it is served.
+//! The route table: every path the gateway answers, written once.
+//!
+//! The router ([`app`](crate::app::app)) registers the app's routes from these constants, the
+//! edge labels metrics and spans with [`route_of`], decides who may call a path with
+//! [`is_admin_path`] and [`OPEN`], and the state mounts the crate's admin service at [`ADMIN`].
+//! The dashboard's own paths (`/admin/dashboard`, `/admin/breakers...`) are answered by
+//! `resilience::admin::Admin`, not by the router; they are here for their labels, and a test in
+//! `app` checks that every template is answered by exactly one of the two.
+//!
+//! A leaf: it imports nothing of the gateway, so everything else may use it.
 
-use std::future::Future;
+/// Liveness: the gateway itself is up.
+pub(crate) const HEALTH: &str = "/health";
+/// Readiness: every upstream has an endpoint admitting traffic.
+pub(crate) const READY: &str = "/ready";
+/// Prometheus text (operators only).
+pub(crate) const METRICS: &str = "/metrics";
+/// Where the crate's admin service is mounted, and the scope of the operator's cookie.
+pub(crate) const ADMIN: &str = "/admin";
+/// Every upstream and endpoint with its breaker.
+pub(crate) const ADMIN_STATUS: &str = "/admin/status";
+/// The live dashboard (the only path that takes the operator key in its query).
+pub(crate) const DASHBOARD: &str = "/admin/dashboard";
+/// The breakers' snapshot (the admin service's).
+const BREAKERS: &str = "/admin/breakers";
+/// The breakers' event stream (the admin service's).
+const BREAKER_EVENTS: &str = "/admin/breakers/events";
+/// Force a breaker open (the admin service's).
+const FORCE_OPEN: &str = "/admin/breakers/{name}/force-open";
+/// Force a breaker closed (the admin service's).
+const FORCE_CLOSED: &str = "/admin/breakers/{name}/force-closed";
+/// Reset a breaker (the admin service's).
+const RESET: &str = "/admin/breakers/{name}/reset";
+/// The users collection.
+pub(crate) const USERS: &str = "/api/users";
+/// One user.
+pub(crate) const USER: &str = "/api/users/{id}";
+/// One user with their orders (the aggregation).
+pub(crate) const USER_ORDERS: &str = "/api/users/{id}/orders";
+/// The orders collection.
+pub(crate) const ORDERS: &str = "/api/orders";
+/// One order.
+pub(crate) const ORDER: &str = "/api/orders/{id}";
 
-use demo_kit::{HttpService, RustApiService, Stack, serve};
-use rustapi_rs::{RustApi, get};
-use tokio::net::TcpListener;
-use tower::Layer;
+/// Every route template; a `{...}` segment matches any one segment.
+pub(crate) const TEMPLATES: [&str; 15] = [
+    HEALTH,
+    READY,
+    METRICS,
+    ADMIN_STATUS,
+    DASHBOARD,
+    BREAKERS,
+    BREAKER_EVENTS,
+    FORCE_OPEN,
+    FORCE_CLOSED,
+    RESET,
+    USERS,
+    USER,
+    USER_ORDERS,
+    ORDERS,
+    ORDER,
+];
 
-use crate::edge::EdgeLayer;
-use crate::handlers::{self, Orders, Users};
-use crate::state::GatewayState;
+/// Routes anyone may call: liveness and readiness probes.
+pub(crate) const OPEN: [&str; 2] = [HEALTH, READY];
 
-/// Every route, with `state` attached; registered explicitly, never with `RustApi::auto()`
-/// (this binary also links the services, whose macro routes it would collect).
-pub fn app(state: GatewayState) -> RustApi {
-    RustApi::new()
-        .state(state)
-        .route("/health", get(handlers::health))
-        .route("/ready", get(handlers::ready))
-        .route("/metrics", get(handlers::metrics))
-        .route("/admin/status", get(handlers::admin_status))
-        .route(
-            "/api/users",
-            get(handlers::list::<Users>).post(handlers::create::<Users>),
-        )
-        .route(
-            "/api/users/{id}",
-            get(handlers::show::<Users>)
-                .put(handlers::update::<Users>)
-                .delete(handlers::delete::<Users>),
-        )
-        .route("/api/users/{id}/orders", get(handlers::user_with_orders))
-        .route(
-            "/api/orders",
-            get(handlers::list::<Orders>).post(handlers::create::<Orders>),
-        )
-        .route(
-            "/api/orders/{id}",
-            get(handlers::show::<Orders>)
-                .put(handlers::update::<Orders>)
-                .delete(handlers::delete::<Orders>),
-        )
+/// The template `path` matches (a trailing slash ignored), if any.
+pub(crate) fn template_of(path: &str) -> Option<&'static str> {
+    let path = path.trim_end_matches('/');
+    TEMPLATES
+        .into_iter()
+        .find(|template| matches(template, path))
 }
 
-/// The app behind the edge (keys, rate limits, request counts) and the shared serving layers
-/// (request ids, tracing, JSON errors, the 64 KiB body limit, `x-served-by: gateway`).
-pub fn service<B>(state: GatewayState) -> HttpService<B>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<demo_kit::BoxError>,
-{
-    let stack = Stack::new()
-        .with_served_by("gateway")
-        .with_route_templates(|path| Some(crate::route_of(path)).filter(|route| *route != "other"));
-    let app = RustApiService::new(&app(state.clone()), stack.body_limit());
-    stack.wrap(EdgeLayer::new(state).layer(app))
+/// The route template of `path`, for metrics labels; `other` for no route, so a client
+/// inventing paths cannot grow the metrics without bound.
+pub fn route_of(path: &str) -> &'static str {
+    template_of(path).unwrap_or("other")
 }
 
-/// Serves the gateway on `listener` until `shutdown` completes, then drains in-flight requests.
-///
-/// # Errors
-/// I/O errors from serving.
-pub async fn run(
-    listener: TcpListener,
-    state: GatewayState,
-    shutdown: impl Future<Output = ()> + Send,
-) -> std::io::Result<()> {
-    // The dashboard's streams never end by themselves: end them, so the drain can finish.
-    let registry = state.admin().registry().clone();
-    let shutdown = async move {
-        shutdown.await;
-        registry.close();
-    };
-    serve(listener, service(state), shutdown).await
+/// Whether `path`, split at `/` after its first segment (as a path starts with `/`), has the
+/// segments of `template`. No allocation: this runs on every request.
+fn matches(template: &str, path: &str) -> bool {
+    let mut wanted = template.split('/').skip(1);
+    let mut given = path.split('/').skip(1);
+    loop {
+        match (wanted.next(), given.next()) {
+            (None, None) => return true,
+            (Some(want), Some(got)) if want == got || want.starts_with('{') => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Whether `path` is the operators': everything under [`ADMIN`], and [`METRICS`].
+pub(crate) fn is_admin_path(path: &str) -> bool {
+    path == METRICS
+        || path
+            .strip_prefix(ADMIN)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_templates_not_raw_paths() {
+        assert_eq!(route_of("/api/users/42"), "/api/users/{id}");
+        assert_eq!(route_of("/api/users/42/orders"), "/api/users/{id}/orders");
+        assert_eq!(route_of("/api/orders/"), "/api/orders");
+        assert_eq!(route_of("/etc/passwd"), "other");
+        assert_eq!(
+            route_of("/admin/breakers/users@http://x/reset"),
+            "other",
+            "a name with slashes is not one segment"
+        );
+        assert_eq!(
+            route_of("/admin/breakers/users/reset"),
+            "/admin/breakers/{name}/reset"
+        );
+        assert_eq!(route_of("/api/users/1/orders/2/3"), "other");
+        assert_eq!(route_of("/"), "other");
+        assert_eq!(route_of("/admin/breakers/events"), "/admin/breakers/events");
+    }
+
+    #[test]
+    fn every_template_is_its_own_route() {
+        for template in TEMPLATES {
+            assert_eq!(template_of(template), Some(template));
+        }
+    }
+
+    #[test]
+    fn admin_paths_are_admin_and_metrics() {
+        assert!(is_admin_path("/admin/status"));
+        assert!(is_admin_path("/admin"));
+        assert!(is_admin_path("/metrics"));
+        assert!(!is_admin_path("/administrator"));
+        assert!(!is_admin_path("/api/users"));
+    }
 }

@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use resilience::admin::{Admin, Registry};
 
-use crate::admin::AdminKeys;
-use crate::edge::ApiKeys;
+use crate::access::{AdminKeys, ApiKeys};
 use crate::metrics::Metrics;
+use crate::routes;
 use crate::upstream::Upstream;
 
 /// The gateway's state: its upstreams, keys and metrics. Cheap to clone.
@@ -50,7 +50,7 @@ impl GatewayState {
                 orders,
                 keys,
                 admin_keys,
-                admin: Admin::new(registry).mounted_at("/admin"),
+                admin: Admin::new(registry).mounted_at(routes::ADMIN),
                 metrics,
             }),
         }

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use demo_kit::AppError;
-use http::{HeaderMap, HeaderName, Method, StatusCode};
+use http::{HeaderMap, HeaderName, Method};
 use resilience::http::ResilientClient;
 use resilience::{CircuitBreakerConfig, InvalidConfig, State};
+use tokio::sync::watch;
 
-use crate::config::GatewayConfig;
+use crate::config::UpstreamSettings;
 use crate::discovery;
-use crate::failure;
+use crate::failure::{self, Reply};
 
 /// Headers passed on to the services; everything else stays at the gateway. W3C
 /// `traceparent`/`tracestate` are not among them: the gateway continues the caller's trace in
@@ -47,19 +48,8 @@ pub struct Upstream {
     pub client: ResilientClient,
 }
 
-/// A usable upstream answer: 2xx or 4xx, JSON (or 204 without a body).
-#[derive(Debug)]
-pub struct Reply {
-    /// Its status.
-    pub status: StatusCode,
-    /// Its body.
-    pub body: Bytes,
-    /// Which replica answered (its `x-served-by`).
-    pub served_by: Option<http::HeaderValue>,
-}
-
 impl Upstream {
-    /// A client for `service` over `endpoints`, configured from the gateway's flags.
+    /// A client for `service` over `endpoints`, configured by `settings`.
     ///
     /// With `--mesh` the mesh's sidecar retries and breaks, so the gateway does neither (one
     /// attempt, no hedging, no health checks, every breaker forced closed, which
@@ -69,29 +59,29 @@ impl Upstream {
         service: &'static str,
         short_name: &str,
         endpoints: &[String],
-        config: &GatewayConfig,
+        settings: &UpstreamSettings,
     ) -> Result<Self, InvalidConfig> {
         let breaker = CircuitBreakerConfig::builder()
-            .consecutive_failures(config.breaker_failures)
-            .open_duration(config.breaker_open)
-            .max_open_duration(config.breaker_max_open.max(config.breaker_open))
+            .consecutive_failures(settings.breaker_failures)
+            .open_duration(settings.breaker_open)
+            .max_open_duration(settings.breaker_max_open.max(settings.breaker_open))
             .build()?;
         let mut client = ResilientClient::builder(short_name)
             .endpoints(endpoints.iter().cloned())
-            .attempt_timeout(config.attempt_timeout)
-            .deadline(config.deadline)
-            .max_attempts(config.max_attempts)
+            .attempt_timeout(settings.attempt_timeout)
+            .deadline(settings.deadline)
+            .max_attempts(settings.max_attempts)
             .circuit_breaker(breaker)
             .max_response_body(MAX_UPSTREAM_BODY)
             .health_check(
-                &config.health_path,
-                config.health_interval,
-                config.health_interval.min(config.attempt_timeout),
+                &settings.health_path,
+                settings.health_interval,
+                settings.health_interval.min(settings.attempt_timeout),
             );
-        if config.no_hedge || config.mesh {
+        if settings.no_hedge || settings.mesh {
             client = client.without_hedging();
         }
-        if config.mesh {
+        if settings.mesh {
             client = client
                 .max_attempts(1)
                 .without_health_check()
@@ -131,6 +121,14 @@ impl Upstream {
         }
     }
 
+    /// Applies every new desired set from `feed` (a discovery source's), until the source stops.
+    pub async fn follow(self, mut feed: watch::Receiver<discovery::EndpointSet>) {
+        while feed.changed().await.is_ok() {
+            let desired = feed.borrow_and_update().clone();
+            self.reconcile(&desired);
+        }
+    }
+
     /// Whether at least one endpoint's breaker admits traffic.
     pub fn is_ready(&self) -> bool {
         self.client
@@ -165,7 +163,9 @@ impl Upstream {
             ))
         })?;
         let outcome = self.client.execute(request).await;
-        failure::check(self, outcome)
+        // Only a failed call needs the soonest probe: a success does not read the breakers.
+        let next_probe_in = outcome.as_ref().err().and_then(|_| self.next_probe_in());
+        failure::check(self.service, outcome, next_probe_in)
     }
 
     /// When the first breaker of this upstream will admit a probe, if all are open.

@@ -42,8 +42,9 @@ fn gateway(extra: &[&str]) -> demo_kit::HttpService<Full<Bytes>> {
         std::num::NonZeroU32::new(config.rate_limit).unwrap(),
         std::num::NonZeroU32::new(config.rate_burst).unwrap(),
     );
-    let users = Upstream::new("user-service", "users", &config.users, &config).unwrap();
-    let orders = Upstream::new("order-service", "orders", &config.orders, &config).unwrap();
+    let users = Upstream::new("user-service", "users", &config.users, &config.upstream).unwrap();
+    let orders =
+        Upstream::new("order-service", "orders", &config.orders, &config.upstream).unwrap();
     let admin_keys = demo_gateway::AdminKeys::new(config.admin_keys.clone()).unwrap();
     demo_gateway::service(GatewayState::with_admin_keys(
         users, orders, keys, admin_keys,

@@ -74,8 +74,8 @@ async fn only_safe_headers_reach_the_upstream() {
     .gateway;
     let one = std::num::NonZeroU32::new(100).unwrap();
     let state = GatewayState::new(
-        Upstream::new("user-service", "users", &config.users, &config).unwrap(),
-        Upstream::new("order-service", "orders", &config.orders, &config).unwrap(),
+        Upstream::new("user-service", "users", &config.users, &config.upstream).unwrap(),
+        Upstream::new("order-service", "orders", &config.orders, &config.upstream).unwrap(),
         ApiKeys::new(config.api_keys.clone(), one, one),
     );
     let service = demo_gateway::service::<Full<Bytes>>(state);
@@ -160,10 +160,10 @@ async fn in_a_mesh_a_failing_request_goes_upstream_once_and_no_breaker_opens() {
     .unwrap()
     .gateway;
     let one = std::num::NonZeroU32::new(100).unwrap();
-    let users = Upstream::new("user-service", "users", &config.users, &config).unwrap();
+    let users = Upstream::new("user-service", "users", &config.users, &config.upstream).unwrap();
     let state = GatewayState::new(
         users.clone(),
-        Upstream::new("order-service", "orders", &config.orders, &config).unwrap(),
+        Upstream::new("order-service", "orders", &config.orders, &config.upstream).unwrap(),
         ApiKeys::new(config.api_keys.clone(), one, one),
     );
     let service = demo_gateway::service::<Full<Bytes>>(state);

@@ -23,7 +23,8 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData};
 use tokio::sync::watch;
 
-use super::{EndpointSet, Settings, publish};
+use super::{EndpointSet, publish};
+use crate::config::DiscoverySettings;
 
 /// What to resolve: `dns://NAME:PORT` or `dns+srv://NAME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,7 +187,7 @@ async fn lookup_service(resolver: &TokioResolver, name: &str) -> Result<Answer, 
 ///
 /// # Errors
 /// The system's configuration cannot be read.
-pub fn resolver(settings: &Settings) -> Result<TokioResolver, String> {
+pub fn resolver(settings: &DiscoverySettings) -> Result<TokioResolver, String> {
     let provider = TokioRuntimeProvider::default();
     let mut builder = match settings.dns_server {
         Some(server) => {

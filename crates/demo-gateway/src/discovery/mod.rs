@@ -11,7 +11,8 @@
 //!   (`demo-kit`'s `register`), followed with an etcd watch, so a change arrives at once.
 //!
 //! A source only produces the *desired set* of endpoint URLs. One pure function, [`plan`],
-//! diffs it against the client's current endpoints, and [`Upstream::reconcile`] applies the
+//! diffs it against the client's current endpoints, and
+//! [`Upstream::reconcile`](crate::upstream::Upstream::reconcile) applies the
 //! difference: `add_endpoint` for new URLs only (adding an existing one would replace its
 //! breaker with a fresh one), then `remove_endpoint` for gone ones. So an endpoint that stays
 //! keeps its breaker and counters, a new one starts with a fresh breaker, and a removed one's
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::upstream::Upstream;
+use crate::config::DiscoverySettings;
 
 pub mod dns;
 pub mod etcd;
@@ -73,17 +74,6 @@ impl Source {
     pub fn is_static(&self) -> bool {
         matches!(self, Self::Static(_))
     }
-}
-
-/// Settings shared by the sources.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// A DNS server to ask instead of the system's (`/etc/resolv.conf`).
-    pub dns_server: Option<std::net::SocketAddr>,
-    /// Re-resolve no sooner than this, whatever the TTL (a TTL of 0 would mean a query loop).
-    pub dns_min_ttl: Duration,
-    /// Re-resolve at least this often, whatever the TTL, so a change shows within it.
-    pub dns_max_ttl: Duration,
 }
 
 /// `url` as the client keys endpoints: parsed, without a trailing slash. `None` when it is not
@@ -145,7 +135,11 @@ pub struct Discovered {
 ///
 /// # Errors
 /// The DNS resolver cannot be set up.
-pub async fn start(source: &Source, name: &str, settings: &Settings) -> Result<Discovered, String> {
+pub async fn start(
+    source: &Source,
+    name: &str,
+    settings: &DiscoverySettings,
+) -> Result<Discovered, String> {
     let (tx, mut rx) = watch::channel(EndpointSet::new());
     match source {
         Source::Static(urls) => {
@@ -176,14 +170,6 @@ pub async fn start(source: &Source, name: &str, settings: &Settings) -> Result<D
         initial,
         feed: Some(rx),
     })
-}
-
-/// Applies every new desired set from `feed` to `upstream`, until the source stops.
-pub async fn apply(mut feed: watch::Receiver<EndpointSet>, upstream: Upstream) {
-    while feed.changed().await.is_ok() {
-        let desired = feed.borrow_and_update().clone();
-        upstream.reconcile(&desired);
-    }
 }
 
 /// Publishes `set` when it differs from the last one (so an unchanged answer wakes nobody).

@@ -1,5 +1,10 @@
-//! Who may use `/admin` and `/metrics`: operators, with an operator key distinct from every
-//! client API key.
+//! Who may call the gateway: clients with an API key and its rate limit ([`ApiKeys`]), and on
+//! `/admin` and `/metrics` operators, with an operator key distinct from every client API key
+//! ([`AdminKeys`]); the cookie and the grant that carry an operator key for the dashboard.
+//!
+//! Both kinds of key in one module, since an operator check must tell a client key (403) from
+//! an unknown one (401). It decides from the request's method, URI and headers alone and
+//! imports nothing of the gateway but the route table, so the edge and the state both use it.
 //!
 //! A client key there is 403 (known, but not allowed), no key or an unknown one 401; operator
 //! keys are compared in constant time, so a guess cannot be timed. Operator requests are not
@@ -18,16 +23,93 @@
 //! not marked `Secure` since the demo speaks plain HTTP; behind TLS, terminate TLS in front of
 //! the gateway and keep `/admin` off the public listener.
 
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+
 use demo_kit::{AppError, ErrorCode};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
-use crate::edge::{ApiKeys, presented_key};
+use crate::routes::{ADMIN, DASHBOARD};
 
 /// The cookie that carries the operator key for the dashboard.
 const COOKIE: &str = "resilience_admin";
-/// The only path that takes the key in its query.
-pub(crate) const DASHBOARD: &str = "/admin/dashboard";
+
+/// The accepted API keys, each with its own token bucket.
+///
+/// One map from key to bucket: a request's key is found and its bucket checked in one lookup by
+/// `&str`, without copying the key (governor's keyed limiter would want an owned `String` per
+/// check) and without the keyed limiter's concurrent map, since the set of keys is fixed.
+pub struct ApiKeys {
+    limiters: HashMap<String, DefaultDirectRateLimiter>,
+}
+
+impl std::fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeys")
+            .field("keys", &self.limiters.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiKeys {
+    /// Accepts `keys`, each allowed `per_second` requests on average and `burst` at once.
+    pub fn new(
+        keys: impl IntoIterator<Item = String>,
+        per_second: NonZeroU32,
+        burst: NonZeroU32,
+    ) -> Self {
+        let quota = Quota::per_second(per_second).allow_burst(burst);
+        Self {
+            limiters: keys
+                .into_iter()
+                .map(|key| (key, RateLimiter::direct(quota)))
+                .collect(),
+        }
+    }
+
+    /// Whether `key` is a client key.
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.limiters.contains_key(key)
+    }
+
+    /// Lets the request through, or says why not: 401 without a known key, 429 over its rate.
+    pub(crate) fn admit(&self, headers: &HeaderMap) -> Result<(), AppError> {
+        let key = presented_key(headers).ok_or_else(|| {
+            AppError::new(
+                ErrorCode::Unauthorized,
+                "an API key is required: send it as x-api-key or Authorization: Bearer",
+            )
+        })?;
+        let limiter = self
+            .limiters
+            .get(key)
+            .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "unknown API key"))?;
+        limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            AppError::new(
+                ErrorCode::TooManyRequests,
+                "rate limit exceeded for this API key",
+            )
+            .with_retry_after(wait.as_secs_f64().ceil().max(1.0) as u64)
+        })
+    }
+}
+
+/// The key from `x-api-key`, or from `Authorization: Bearer`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers
+        .get("x-api-key")
+        .and_then(|value| value.to_str().ok())
+    {
+        return Some(key.trim());
+    }
+    let authorization = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
 
 /// The accepted operator keys.
 #[derive(Clone, Default)]
@@ -148,7 +230,7 @@ impl AdminKeys {
 /// The `Set-Cookie` value that carries `key` for the dashboard's stream and actions.
 pub(crate) fn set_cookie(key: &str) -> Option<http::HeaderValue> {
     http::HeaderValue::from_str(&format!(
-        "{COOKIE}={key}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=43200"
+        "{COOKIE}={key}; Path={ADMIN}; HttpOnly; SameSite=Strict; Max-Age=43200"
     ))
     .ok()
 }
@@ -189,16 +271,84 @@ fn query_key(uri: &http::Uri) -> Option<&str> {
         .filter(|value| !value.is_empty())
 }
 
-/// Whether `path` is the operators': `/admin` and everything under it, and `/metrics`.
-pub(crate) fn is_admin_path(path: &str) -> bool {
-    path == "/metrics" || path == "/admin" || path.starts_with("/admin/")
-}
-
 #[cfg(test)]
 mod tests {
-    use std::num::NonZeroU32;
-
     use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    fn keys(burst: u32) -> ApiKeys {
+        let one = NonZeroU32::MIN;
+        ApiKeys::new(["k1".to_owned()], one, NonZeroU32::new(burst).unwrap())
+    }
+
+    #[test]
+    fn accepts_the_key_in_either_header() {
+        assert!(keys(10).admit(&headers(&[("x-api-key", "k1")])).is_ok());
+        assert!(
+            keys(10)
+                .admit(&headers(&[("authorization", "Bearer k1")]))
+                .is_ok()
+        );
+        assert!(
+            keys(10)
+                .admit(&headers(&[("authorization", "bearer  k1 ")]))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn refuses_missing_and_unknown_keys_with_401() {
+        let missing = keys(10).admit(&HeaderMap::new()).unwrap_err();
+        assert_eq!(
+            (
+                missing.status().as_u16(),
+                missing.message().contains("x-api-key")
+            ),
+            (401, true)
+        );
+        let unknown = keys(10)
+            .admit(&headers(&[("x-api-key", "k2")]))
+            .unwrap_err();
+        assert_eq!(unknown.status().as_u16(), 401);
+        let basic = keys(10)
+            .admit(&headers(&[("authorization", "Basic k1")]))
+            .unwrap_err();
+        assert_eq!(basic.status().as_u16(), 401);
+    }
+
+    #[test]
+    fn limits_each_key_to_its_burst_then_429_with_retry_after() {
+        let keys = keys(3);
+        let request = headers(&[("x-api-key", "k1")]);
+        for _ in 0..3 {
+            keys.admit(&request).unwrap();
+        }
+        let limited = keys.admit(&request).unwrap_err();
+        assert_eq!(limited.status().as_u16(), 429);
+        let response = limited.into_http_response();
+        assert_eq!(response.headers()["retry-after"], "1");
+    }
+
+    #[test]
+    fn each_key_has_its_own_bucket() {
+        let one = NonZeroU32::MIN;
+        let keys = ApiKeys::new(["k1".to_owned(), "k2".to_owned()], one, one);
+        keys.admit(&headers(&[("x-api-key", "k1")])).unwrap();
+        let limited = keys.admit(&headers(&[("x-api-key", "k1")])).unwrap_err();
+        assert_eq!(limited.status().as_u16(), 429);
+        keys.admit(&headers(&[("x-api-key", "k2")])).unwrap();
+    }
 
     fn clients() -> ApiKeys {
         ApiKeys::new(["client".to_owned()], NonZeroU32::MIN, NonZeroU32::MIN)
@@ -311,14 +461,5 @@ mod tests {
                 .unwrap()
                 .contains("HttpOnly")
         );
-    }
-
-    #[test]
-    fn admin_paths_are_admin_and_metrics() {
-        assert!(is_admin_path("/admin/status"));
-        assert!(is_admin_path("/admin"));
-        assert!(is_admin_path("/metrics"));
-        assert!(!is_admin_path("/administrator"));
-        assert!(!is_admin_path("/api/users"));
     }
 }
