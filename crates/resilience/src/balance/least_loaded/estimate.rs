@@ -10,12 +10,12 @@
 /// notices.
 pub(crate) const ALIKE: f64 = 2.0;
 
-/// Nor are two costs this close in absolute terms (5 ms of expected waiting, in nanoseconds)
-/// worth breaking the rotation for: a peak-EWMA estimate keeps a first answer's connection
-/// handshake, or one scheduling hiccup, for seconds, and an idle client that stopped
+/// Nor, when neither endpoint has a call outstanding, are two latencies less than this apart
+/// (20 ms, in nanoseconds) worth breaking the rotation for. A peak-EWMA estimate keeps a first
+/// answer's connection handshake on a busy host for seconds, and an idle client that stopped
 /// alternating over it would look broken while gaining nothing a caller notices. Under load
-/// the costs are multiplied by the calls outstanding, so real differences clear it at once.
-pub(crate) const ALIKE_MARGIN: f64 = 5e6;
+/// the ratio alone decides: the costs are multiplied by the calls outstanding.
+pub(crate) const IDLE_MARGIN: f64 = 20e6;
 
 /// A latency estimate after observing `rtt`, `elapsed` after the previous estimate: a latency
 /// above the estimate replaces it at once (the *peak*, so one slow answer is felt at once), one
@@ -52,14 +52,17 @@ pub(crate) struct Candidate {
 
 /// Whether the call goes to `second` rather than `first`, whose turn it is.
 ///
-/// When both costs are known, `second` must be cheaper by more than a factor of [`ALIKE`] and
-/// by more than [`ALIKE_MARGIN`]. When either is
+/// When both costs are known, `second` must be cheaper by more than a factor of [`ALIKE`], and
+/// when both are idle also by more than [`IDLE_MARGIN`]. When either is
 /// unknown (an endpoint that has not answered yet), latency cannot be compared and the calls
 /// outstanding decide, with the same tolerance: a new endpoint gets its turn, but not every
 /// call while its first answer is on its way.
 pub(crate) fn prefer_second(first: Candidate, second: Candidate) -> bool {
     match (first.cost, second.cost) {
-        (Some(first), Some(second)) => second * ALIKE < first && first - second > ALIKE_MARGIN,
+        (Some(first_cost), Some(second_cost)) => {
+            let idle = first.pending == 0 && second.pending == 0;
+            second_cost * ALIKE < first_cost && (!idle || first_cost - second_cost > IDLE_MARGIN)
+        }
         _ => f64::from(second.pending + 1) * ALIKE < f64::from(first.pending + 1),
     }
 }
@@ -126,10 +129,12 @@ mod tests {
     }
 
     #[test]
-    fn a_few_milliseconds_apart_are_alike_however_large_the_ratio() {
-        // A first answer's handshake against a pooled connection's answer.
-        assert!(!prefer_second(candidate(4.0, 0), candidate(0.4, 0)));
-        assert!(prefer_second(candidate(8.0, 0), candidate(0.4, 0)));
+    fn idle_endpoints_a_few_milliseconds_apart_are_alike_however_large_the_ratio() {
+        // A first answer's handshake on a busy host against a pooled connection's answer.
+        assert!(!prefer_second(candidate(15.0, 0), candidate(0.8, 0)));
+        assert!(prefer_second(candidate(52.0, 0), candidate(1.5, 0)));
+        // Under load the ratio alone decides.
+        assert!(prefer_second(candidate(15.0, 1), candidate(0.8, 1)));
     }
 
     #[test]
