@@ -144,7 +144,7 @@ fn sample_of(status: &Value, service: &str, endpoint: &str, at: Duration) -> Opt
             from: transition["from"].as_str().unwrap_or_default().to_owned(),
             to: transition["to"].as_str().unwrap_or_default().to_owned(),
             reason: transition["reason"].as_str().unwrap_or_default().to_owned(),
-            at_unix: transition["at_unix"].as_f64().unwrap_or_default(),
+            at_unix: transition["at_unix_ms"].as_f64().unwrap_or_default() / 1000.0,
         }),
     })
 }
@@ -167,7 +167,7 @@ mod tests {
                  "last_transition": null},
                 {"endpoint": "http://127.0.0.1:8083", "state": "open", "next_probe_in_ms": 4935,
                  "last_transition": {"from": "closed", "to": "open",
-                    "reason": "5 consecutive failures", "at_unix": 1.5e9}}]}]});
+                    "reason": "5 consecutive failures", "at_unix_ms": 1.5e12}}]}]});
         let at = Duration::from_millis(20);
         let sample = sample_of(&status, "user-service", "127.0.0.1:8083", at).unwrap();
         assert_eq!(sample.state, "open");

@@ -1,12 +1,9 @@
 //! The routes: proxies to the services, the aggregation, probes and the operator's views.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use bytes::Bytes;
 use demo_kit::input::{Page, parse_id, query_int};
 use demo_kit::{AppError, RawQuery, response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use resilience::{CircuitBreakerHandle, StateChange};
 use rustapi_rs::{Body, Headers, Path, State};
 use serde_json::{Value, json};
 
@@ -262,64 +259,14 @@ pub(crate) async fn ready(State(state): State<GatewayState>) -> Response {
     response::json(StatusCode::SERVICE_UNAVAILABLE, &body)
 }
 
-/// `GET /admin/status`: every upstream and endpoint, with its breaker's state and counts.
+/// `GET /admin/status`: every upstream and endpoint: its breaker's state and counts, its latency
+/// and what the load-aware balancer knows of it (outstanding calls, estimate, slow start,
+/// ejection), from the same snapshot as `/admin/breakers`.
 pub(crate) async fn admin_status(State(state): State<GatewayState>) -> Response {
-    let upstreams: Vec<Value> = [state.users(), state.orders()]
-        .into_iter()
-        .map(upstream_status)
-        .collect();
-    response::json(StatusCode::OK, &json!({"upstreams": upstreams}))
-}
-
-fn upstream_status(upstream: &Upstream) -> Value {
-    let retries = upstream.client.retry_metrics();
-    let endpoints: Vec<Value> = upstream
-        .client
-        .breakers()
-        .iter()
-        .map(endpoint_status)
-        .collect();
-    json!({
-        "service": upstream.service,
-        "ready": upstream.is_ready(),
-        "retries": retries.retries,
-        "retries_refused": {"budget_exhausted": retries.budget_exhausted, "out_of_time": retries.out_of_time},
-        "endpoints": endpoints,
-    })
-}
-
-fn endpoint_status(breaker: &CircuitBreakerHandle) -> Value {
-    let metrics = breaker.metrics();
-    let url = breaker
-        .name()
-        .split_once('@')
-        .map_or(breaker.name(), |(_, url)| url);
-    json!({
-        "endpoint": url,
-        "state": metrics.state.as_str(),
-        "consecutive_failures": metrics.consecutive_failures,
-        "calls": metrics.calls(),
-        "successes": metrics.successes,
-        "failures": metrics.failures,
-        "rejected": metrics.rejected,
-        "next_probe_in_ms": metrics.next_probe_in.map(|wait| wait.as_millis() as u64),
-        "last_transition": metrics.last_change.as_ref().map(transition),
-    })
-}
-
-fn transition(change: &StateChange) -> Value {
-    let unix = |at: SystemTime| {
-        at.duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs_f64()
-    };
-    json!({
-        "from": change.from.as_str(),
-        "to": change.to.as_str(),
-        "reason": change.reason.to_string(),
-        "at_unix": unix(change.at_wall_clock),
-        "seconds_ago": change.at.elapsed().as_secs_f64(),
-    })
+    response::json(
+        StatusCode::OK,
+        &json!({"upstreams": state.upstreams().look()}),
+    )
 }
 
 /// `GET /metrics`: Prometheus text.

@@ -1,8 +1,8 @@
 //! `GET /metrics`: Prometheus text from a registry the gateway owns.
 //!
 //! Request counts are counted as requests pass the edge. Upstream numbers (attempts, retries,
-//! breaker states, rejections) live in the resilience stack's handles and are read at scrape
-//! time by a collector, so they are never out of step with `/admin/status`.
+//! breaker states, rejections, the balancer's outstanding calls, estimates and ejections) are
+//! read at scrape time from the same look as `/admin/status`, so the two never disagree.
 
 use std::sync::Arc;
 
@@ -12,9 +12,9 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use resilience::State;
+use resilience::admin::EndpointSnapshot;
 
-use crate::upstream::Upstream;
+use crate::status::Upstreams;
 
 /// The gateway's metrics.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ struct UpstreamLabels {
 
 impl Metrics {
     /// A registry with the request counter and a collector over `upstreams`.
-    pub fn new(upstreams: Vec<Upstream>) -> Self {
+    pub(crate) fn new(upstreams: Upstreams) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -75,84 +75,126 @@ impl Metrics {
     }
 }
 
-/// Reads one counter of a breaker's metrics.
-type Reading = fn(&resilience::CircuitBreakerMetrics) -> u64;
-
-/// Reads the resilience stack's counters on each scrape.
+/// Reads the resilience stack's view of the upstreams on each scrape.
 #[derive(Debug)]
 struct UpstreamCollector {
-    upstreams: Vec<Upstream>,
+    upstreams: Upstreams,
 }
 
 /// A breaker state as a gauge value: 0 closed, 1 half-open, 2 open (forced states as their
 /// unforced twins), so "> 0" means "not fully trusted".
-fn state_value(state: State) -> i64 {
+fn state_value(state: &str) -> i64 {
     match state {
-        State::Closed | State::ForcedClosed => 0,
-        State::HalfOpen => 1,
-        State::Open | State::ForcedOpen => 2,
+        "closed" | "forced_closed" => 0,
+        "half_open" => 1,
+        _ => 2,
     }
 }
 
-impl UpstreamCollector {
-    fn endpoints(&self) -> Vec<(EndpointLabels, resilience::CircuitBreakerMetrics)> {
-        self.upstreams
-            .iter()
-            .flat_map(|upstream| {
-                upstream.client.breakers().into_iter().map(move |breaker| {
-                    let endpoint = breaker
-                        .name()
-                        .split_once('@')
-                        .map_or(breaker.name(), |(_, url)| url)
-                        .to_owned();
-                    let labels = EndpointLabels {
-                        upstream: upstream.service.to_owned(),
-                        endpoint,
-                    };
-                    (labels, breaker.metrics())
-                })
-            })
-            .collect()
-    }
-}
+/// Reads one number of an endpoint's snapshot.
+type Reading<N> = fn(&EndpointSnapshot) -> N;
 
 impl Collector for UpstreamCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let endpoints = self.endpoints();
-        let gauge = ConstGauge::new(0i64);
-        let counter = ConstCounter::new(0u64);
+        let upstreams = self.upstreams.look();
+        let endpoints: Vec<(EndpointLabels, &EndpointSnapshot)> = upstreams
+            .iter()
+            .flat_map(|upstream| {
+                upstream.snapshot.endpoints.iter().map(|endpoint| {
+                    let labels = EndpointLabels {
+                        upstream: upstream.service.to_owned(),
+                        endpoint: endpoint.endpoint.clone(),
+                    };
+                    (labels, endpoint)
+                })
+            })
+            .collect();
 
-        let mut family = encoder.encode_descriptor(
-            "gateway_breaker_state",
-            "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open",
-            None,
-            gauge.metric_type(),
-        )?;
-        for (labels, metrics) in &endpoints {
-            ConstGauge::new(state_value(metrics.state)).encode(family.encode_family(labels)?)?;
+        let gauges: [(&str, &str, Reading<i64>); 3] = [
+            (
+                "gateway_breaker_state",
+                "Circuit breaker state per endpoint: 0 closed, 1 half-open, 2 open",
+                |endpoint| state_value(endpoint.state),
+            ),
+            (
+                "gateway_endpoint_outstanding",
+                "Calls outstanding per endpoint, as the load-aware balancer counts them",
+                |endpoint| {
+                    endpoint
+                        .balancing
+                        .as_ref()
+                        .map_or(0, |b| i64::from(b.outstanding))
+                },
+            ),
+            (
+                "gateway_endpoint_ejected",
+                "1 while the balancer holds an endpoint out as an outlier (its error rate stands \
+                 above its peers'), else 0",
+                |endpoint| {
+                    let ejected = endpoint.balancing.as_ref().and_then(|b| b.ejected_for_ms);
+                    i64::from(ejected.is_some())
+                },
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+            for (labels, endpoint) in &endpoints {
+                ConstGauge::new(value(endpoint)).encode(family.encode_family(labels)?)?;
+            }
         }
 
-        let per_endpoint: [(&str, &str, Reading); 3] = [
+        let fractions: [(&str, &str, Reading<Option<f64>>); 2] = [
+            (
+                "gateway_endpoint_latency_estimate_seconds",
+                "The balancer's peak-EWMA latency estimate per endpoint (absent before an answer)",
+                |endpoint| {
+                    let estimate = endpoint.balancing.as_ref()?.latency_estimate_ms?;
+                    Some(estimate / 1000.0)
+                },
+            ),
+            (
+                "gateway_endpoint_slow_start_weight",
+                "Slow start's weight per endpoint: below 1 while it ramps up after coming back",
+                |endpoint| endpoint.balancing.as_ref().map(|b| b.weight),
+            ),
+        ];
+        for (name, help, value) in fractions {
+            let mut family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0f64).metric_type())?;
+            for (labels, endpoint) in &endpoints {
+                if let Some(value) = value(endpoint) {
+                    ConstGauge::new(value).encode(family.encode_family(labels)?)?;
+                }
+            }
+        }
+
+        let counters: [(&str, &str, Reading<u64>); 3] = [
             (
                 "gateway_upstream_attempts",
                 "Attempts that reached an upstream endpoint and completed",
-                |m| m.calls(),
+                |endpoint| endpoint.calls,
             ),
             (
                 "gateway_upstream_failures",
                 "Attempts an endpoint's breaker counted as failures (errors, timeouts, 5xx)",
-                |m| m.failures,
+                |endpoint| endpoint.failures,
             ),
             (
                 "gateway_breaker_rejections",
                 "Attempts a breaker rejected without calling its endpoint",
-                |m| m.rejected,
+                |endpoint| endpoint.rejected,
             ),
         ];
-        for (name, help, value) in per_endpoint {
-            let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            for (labels, metrics) in &endpoints {
-                ConstCounter::new(value(metrics)).encode(family.encode_family(labels)?)?;
+        for (name, help, value) in counters {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            for (labels, endpoint) in &endpoints {
+                ConstCounter::new(value(endpoint)).encode(family.encode_family(labels)?)?;
             }
         }
 
@@ -160,13 +202,13 @@ impl Collector for UpstreamCollector {
             "gateway_upstream_retries",
             "Retries sent to an upstream",
             None,
-            counter.metric_type(),
+            ConstCounter::new(0u64).metric_type(),
         )?;
-        for upstream in &self.upstreams {
+        for upstream in &upstreams {
             let labels = UpstreamLabels {
                 upstream: upstream.service.to_owned(),
             };
-            ConstCounter::new(upstream.client.retry_metrics().retries)
+            ConstCounter::new(upstream.snapshot.retries.unwrap_or_default())
                 .encode(family.encode_family(&labels)?)?;
         }
         Ok(())

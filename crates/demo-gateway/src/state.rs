@@ -7,6 +7,7 @@ use resilience::admin::{Admin, Registry};
 use crate::access::{AdminKeys, ApiKeys};
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::status::Upstreams;
 use crate::upstream::Upstream;
 
 /// The gateway's state: its upstreams, keys and metrics. Cheap to clone.
@@ -22,6 +23,7 @@ struct Inner {
     keys: ApiKeys,
     admin_keys: AdminKeys,
     admin: Admin,
+    upstreams: Upstreams,
     metrics: Metrics,
 }
 
@@ -40,10 +42,9 @@ impl GatewayState {
         keys: ApiKeys,
         admin_keys: AdminKeys,
     ) -> Self {
-        let metrics = Metrics::new(vec![users.clone(), orders.clone()]);
         let registry = Registry::new();
-        registry.add_client(&users.client);
-        registry.add_client(&orders.client);
+        let upstreams = Upstreams::watch(vec![users.clone(), orders.clone()], registry.clone());
+        let metrics = Metrics::new(upstreams.clone());
         Self {
             inner: Arc::new(Inner {
                 users,
@@ -51,6 +52,7 @@ impl GatewayState {
                 keys,
                 admin_keys,
                 admin: Admin::new(registry).mounted_at(routes::ADMIN),
+                upstreams,
                 metrics,
             }),
         }
@@ -79,6 +81,11 @@ impl GatewayState {
     /// The dashboard, its stream and the breaker actions, under `/admin`.
     pub fn admin(&self) -> &Admin {
         &self.inner.admin
+    }
+
+    /// Both upstreams as the operator sees them.
+    pub(crate) fn upstreams(&self) -> &Upstreams {
+        &self.inner.upstreams
     }
 
     /// The metrics registry.

@@ -1,6 +1,6 @@
 //! The resilient clients for the user and order services, and forwarding a request to them.
 //!
-//! Each upstream is one [`ResilientClient`]: deadline → retry → hedge → round robin →
+//! Each upstream is one [`ResilientClient`]: deadline → retry → hedge → load-aware balancer →
 //! per-endpoint breaker (with a health check while open) → attempt timeout → reqwest and the
 //! whole body. Only an allowlist of headers goes upstream, so
 //! hop-by-hop headers and the client's API key never leave the gateway.

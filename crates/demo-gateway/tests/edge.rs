@@ -265,6 +265,18 @@ async fn metrics_count_requests_by_route_and_status() {
         text.contains("gateway_breaker_state{upstream=\"user-service\""),
         "{text}"
     );
+    // The balancer's view, from the same snapshot as /admin/status: nothing outstanding, nothing
+    // ejected, no slow start (the endpoints were there from the start).
+    for (metric, value) in [
+        ("gateway_endpoint_outstanding", "0"),
+        ("gateway_endpoint_ejected", "0"),
+        ("gateway_endpoint_slow_start_weight", "1.0"),
+    ] {
+        let prefix = format!("{metric}{{upstream=\"user-service\",endpoint=\"http://127.0.0.1:");
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+        assert_eq!(lines.len(), 1, "{metric} in {text}");
+        assert!(lines[0].ends_with(&format!("}} {value}")), "{}", lines[0]);
+    }
 }
 
 /// Every operator route, with the method it takes.
@@ -414,5 +426,15 @@ async fn the_snapshot_lists_every_endpoint_and_actions_change_its_breaker() {
     assert_eq!(
         status["upstreams"][0]["endpoints"][0]["state"],
         "forced_open"
+    );
+    // One snapshot behind both views: the same endpoints, names and balancer fields.
+    assert_eq!(status["upstreams"][0]["service"], "user-service");
+    assert_eq!(status["upstreams"][0]["name"], "users");
+    let endpoint = &status["upstreams"][0]["endpoints"][0];
+    assert_eq!(endpoint["name"].as_str(), Some(name.as_str()));
+    assert_eq!(endpoint["balancing"]["outstanding"], 0, "{endpoint}");
+    assert!(
+        endpoint["balancing"]["ejected_for_ms"].is_null(),
+        "{endpoint}"
     );
 }

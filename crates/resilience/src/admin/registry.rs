@@ -28,6 +28,7 @@ const WATCHER_BACKLOG: usize = 256;
 #[derive(Debug, Clone)]
 pub struct WatchedEndpoint {
     breaker: CircuitBreakerHandle,
+    endpoint: Option<String>,
     latency: Option<LatencyRecorder>,
     balancing: Option<EndpointStatus>,
 }
@@ -37,9 +38,17 @@ impl WatchedEndpoint {
     pub fn new(breaker: CircuitBreakerHandle) -> Self {
         Self {
             breaker,
+            endpoint: None,
             latency: None,
             balancing: None,
         }
+    }
+
+    /// Shows it as `endpoint` (a URL, an address) rather than as the breaker's name with the
+    /// upstream's name and `@` taken off.
+    pub fn at(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
     }
 
     /// Shows what a [`LeastLoaded`](crate::balance::LeastLoaded) balancer knows of it now: calls
@@ -259,8 +268,14 @@ impl Registry {
                     .latency
                     .as_ref()
                     .map(|recorder| recorder.percentiles(now));
+                let label = endpoint.endpoint.clone().unwrap_or_else(|| {
+                    name.strip_prefix(upstream.name.as_str())
+                        .and_then(|rest| rest.strip_prefix('@'))
+                        .unwrap_or(&name)
+                        .to_owned()
+                });
                 let mut endpoint_view =
-                    EndpointSnapshot::new(name.clone(), &upstream.name, &metrics, latency);
+                    EndpointSnapshot::new(name.clone(), label, &metrics, latency);
                 endpoint_view.requests_per_second = samples.rate(now, &counters, 0);
                 endpoint_view.error_rate = samples.ratio(now, &counters, 1, 0);
                 endpoint_view.rejected_per_second = samples.rate(now, &counters, 2);

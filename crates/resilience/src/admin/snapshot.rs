@@ -39,7 +39,9 @@ pub struct UpstreamSnapshot {
 pub struct EndpointSnapshot {
     /// The breaker's name (for a `ResilientClient`, `upstream@url`); actions take it.
     pub name: String,
-    /// The name without its upstream's prefix (for a `ResilientClient`, the URL).
+    /// The endpoint it guards: for a `ResilientClient`, the URL; otherwise what
+    /// [`WatchedEndpoint::at`](super::WatchedEndpoint::at) said, or the name without its
+    /// upstream's prefix.
     pub endpoint: String,
     /// `closed`, `open`, `half_open`, `forced_open` or `forced_closed`.
     pub state: &'static str,
@@ -109,15 +111,10 @@ impl From<&EndpointStatus> for BalancingSnapshot {
 impl EndpointSnapshot {
     pub(super) fn new(
         name: String,
-        upstream: &str,
+        endpoint: String,
         metrics: &CircuitBreakerMetrics,
         latency: Option<LatencyPercentiles>,
     ) -> Self {
-        let endpoint = name
-            .strip_prefix(upstream)
-            .and_then(|rest| rest.strip_prefix('@'))
-            .unwrap_or(&name)
-            .to_owned();
         let millis = |at: Option<std::time::Duration>| at.map(|at| at.as_secs_f64() * 1000.0);
         Self {
             endpoint,

@@ -316,6 +316,7 @@ impl ResilientClient {
             .iter()
             .map(|handles| {
                 let watched = crate::admin::WatchedEndpoint::new(handles.breaker.clone())
+                    .at(handles.key.clone())
                     .with_latency(handles.latency.clone());
                 match balancing.iter().position(|(key, _)| *key == handles.key) {
                     Some(index) => watched.with_balancing(balancing.swap_remove(index).1),
