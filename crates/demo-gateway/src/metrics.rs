@@ -12,6 +12,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use resilience::State;
 use resilience::admin::EndpointSnapshot;
 
 use crate::status::Upstreams;
@@ -83,11 +84,11 @@ struct UpstreamCollector {
 
 /// A breaker state as a gauge value: 0 closed, 1 half-open, 2 open (forced states as their
 /// unforced twins), so "> 0" means "not fully trusted".
-fn state_value(state: &str) -> i64 {
+fn state_value(state: State) -> i64 {
     match state {
-        "closed" | "forced_closed" => 0,
-        "half_open" => 1,
-        _ => 2,
+        State::Closed | State::ForcedClosed => 0,
+        State::HalfOpen => 1,
+        State::Open | State::ForcedOpen => 2,
     }
 }
 

@@ -1,12 +1,12 @@
 //! What the admin service serves as JSON: every upstream and endpoint now, and each state
 //! change as it happens.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use super::latency::LatencyPercentiles;
 use super::registry::unix_ms;
 use crate::balance::EndpointStatus;
-use crate::{CircuitBreakerMetrics, StateChange};
+use crate::{CircuitBreakerMetrics, State, StateChange};
 
 /// Every registered upstream and its endpoints, at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -43,8 +43,10 @@ pub struct EndpointSnapshot {
     /// [`WatchedEndpoint::at`](super::WatchedEndpoint::at) said, or the name without its
     /// upstream's prefix.
     pub endpoint: String,
-    /// `closed`, `open`, `half_open`, `forced_open` or `forced_closed`.
-    pub state: &'static str,
+    /// The breaker's state, written as `closed`, `open`, `half_open`, `forced_open` or
+    /// `forced_closed`.
+    #[serde(serialize_with = "state_name")]
+    pub state: State,
     /// Failures in a row (closed state).
     pub consecutive_failures: u32,
     /// Calls that reached the endpoint and completed, since start.
@@ -119,7 +121,7 @@ impl EndpointSnapshot {
         Self {
             endpoint,
             name,
-            state: metrics.state.as_str(),
+            state: metrics.state,
             consecutive_failures: metrics.consecutive_failures,
             calls: metrics.calls(),
             successes: metrics.successes,
@@ -138,6 +140,10 @@ impl EndpointSnapshot {
             balancing: None,
         }
     }
+}
+
+fn state_name<S: Serializer>(state: &State, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(state.as_str())
 }
 
 /// One state change, as the stream sends it.
