@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::InvalidConfig;
+use crate::error::InvalidConfig;
 
 /// An exponential backoff schedule: `base × multiplierⁿ`, capped at `max`, shortened by jitter.
 ///

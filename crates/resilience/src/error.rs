@@ -6,8 +6,8 @@
 /// [`Elapsed`], ...) to the inner service's error, so the combined type is a boxed error that
 /// callers inspect with `downcast_ref`.
 ///
-/// [`CircuitOpen`]: crate::CircuitOpen
-/// [`Elapsed`]: crate::Elapsed
+/// [`CircuitOpen`]: crate::circuit_breaker::CircuitOpen
+/// [`Elapsed`]: crate::timeout::Elapsed
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A configuration that cannot work, caught when it is built rather than when traffic flows.
@@ -40,7 +40,7 @@ impl InvalidConfig {
 /// The first error of type `E` in `error` and its chain of sources.
 ///
 /// Layers box the errors of the layers inside them, and a `reqwest::Error` may hide behind an
-/// [`Elapsed`](crate::Elapsed)'s neighbour; this finds what happened wherever it sits:
+/// [`Elapsed`](crate::timeout::Elapsed)'s neighbour; this finds what happened wherever it sits:
 ///
 /// ```
 /// use resilience::{BoxError, CircuitOpen, find_in_chain};

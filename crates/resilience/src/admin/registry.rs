@@ -12,7 +12,9 @@ use tokio::time::Instant;
 use super::latency::LatencyRecorder;
 use super::snapshot::{BalancingSnapshot, EndpointSnapshot, Snapshot, UpstreamSnapshot};
 use crate::balance::EndpointStatus;
-use crate::{CircuitBreakerHandle, HedgeMetrics, RetryMetrics, StateChange};
+use crate::circuit_breaker::{CircuitBreakerHandle, StateChange};
+use crate::hedge::HedgeMetrics;
+use crate::retry::RetryMetrics;
 
 /// Rates are over this much of the past.
 pub(super) const RATE_WINDOW: Duration = Duration::from_secs(10);
@@ -98,7 +100,7 @@ impl Upstream {
         }
     }
 
-    /// Shows the retries counted by `metrics` (e.g. [`RetryPolicy::metrics`](crate::RetryPolicy::metrics)).
+    /// Shows the retries counted by `metrics` (e.g. [`RetryPolicy::metrics`](crate::retry::RetryPolicy::metrics)).
     pub fn with_retries(
         mut self,
         metrics: impl Fn() -> RetryMetrics + Send + Sync + 'static,
@@ -107,7 +109,7 @@ impl Upstream {
         self
     }
 
-    /// Shows the hedges counted by `metrics` (e.g. [`Hedge::metrics`](crate::Hedge::metrics)).
+    /// Shows the hedges counted by `metrics` (e.g. [`Hedge::metrics`](crate::hedge::Hedge::metrics)).
     pub fn with_hedges(
         mut self,
         metrics: impl Fn() -> HedgeMetrics + Send + Sync + 'static,

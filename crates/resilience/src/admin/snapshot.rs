@@ -6,7 +6,7 @@ use serde::{Serialize, Serializer};
 use super::latency::LatencyPercentiles;
 use super::registry::unix_ms;
 use crate::balance::EndpointStatus;
-use crate::{CircuitBreakerMetrics, State, StateChange};
+use crate::circuit_breaker::{CircuitBreakerMetrics, State, StateChange};
 
 /// Every registered upstream and its endpoints, at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize)]

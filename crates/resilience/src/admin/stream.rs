@@ -16,7 +16,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use super::registry::Registry;
 use super::snapshot::Transition;
-use crate::StateChange;
+use crate::circuit_breaker::StateChange;
 
 /// How often a connected stream sends a snapshot.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);

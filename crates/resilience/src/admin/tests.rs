@@ -7,7 +7,8 @@ use serde_json::Value;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 use super::*;
-use crate::{BoxError, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
+use crate::error::BoxError;
 
 type Endpoint = CircuitBreaker<
     tower::util::ServiceFn<
@@ -251,12 +252,12 @@ async fn actions_force_open_force_closed_and_reset_a_breaker_by_name() {
     assert_eq!(response.status(), 200);
     let answer = json_of(response).await;
     assert_eq!(answer["state"], "forced_open");
-    assert_eq!(handle.state(), crate::State::ForcedOpen);
+    assert_eq!(handle.state(), crate::circuit_breaker::State::ForcedOpen);
 
     get(&admin, "POST", &path("force-closed")).await;
-    assert_eq!(handle.state(), crate::State::ForcedClosed);
+    assert_eq!(handle.state(), crate::circuit_breaker::State::ForcedClosed);
     get(&admin, "POST", &path("reset")).await;
-    assert_eq!(handle.state(), crate::State::Closed);
+    assert_eq!(handle.state(), crate::circuit_breaker::State::Closed);
 
     let wrong_method = get(&admin, "GET", &path("force-open")).await;
     assert_eq!(wrong_method.status(), 405);

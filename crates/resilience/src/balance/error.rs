@@ -3,7 +3,7 @@ use std::fmt;
 /// No endpoint of a balancer would take the request now: their breakers are open (or busy,
 /// behind [`FailFast`](super::FailFast)), or there are none.
 ///
-/// A local rejection: the request reached no endpoint, so [`RetryPolicy`](crate::RetryPolicy)
+/// A local rejection: the request reached no endpoint, so [`RetryPolicy`](crate::retry::RetryPolicy)
 /// does not retry it, and a gateway answers `503 Service Unavailable`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoAvailableEndpoint {

@@ -7,15 +7,15 @@ use tower_service::Service;
 
 use super::NoAvailableEndpoint;
 use super::future::ResponseFuture;
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// Fails a request at once with [`NoAvailableEndpoint`] when the service under it (a balancer)
 /// is not ready, instead of waiting for it.
 ///
-/// Behind a balancer of [gated](crate::CircuitBreaker::gate_readiness) breakers, "not ready"
+/// Behind a balancer of [gated](crate::circuit_breaker::CircuitBreaker::gate_readiness) breakers, "not ready"
 /// means every breaker is open: the caller should hear so now (a gateway answers 503), not at
 /// its deadline. Like tower's `LoadShed`, but with this crate's local rejection, which
-/// [`RetryPolicy`](crate::RetryPolicy) does not retry; unlike it, it also sheds when the
+/// [`RetryPolicy`](crate::retry::RetryPolicy) does not retry; unlike it, it also sheds when the
 /// endpoints are merely busy, so leave it out where waiting for a busy endpoint is wanted.
 ///
 /// ```

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use super::NoAvailableEndpoint;
-use crate::BoxError;
+use crate::error::BoxError;
 
 pin_project! {
     /// The chosen endpoint's response, or [`NoAvailableEndpoint`] at once.

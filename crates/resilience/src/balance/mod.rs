@@ -1,7 +1,7 @@
 //! Load balancing over endpoints that may refuse traffic.
 //!
 //! A balancer must know, before it sends a request, whether an endpoint will take it. Tower's
-//! answer is readiness, and this crate uses it: a [gated](crate::CircuitBreaker::gate_readiness)
+//! answer is readiness, and this crate uses it: a [gated](crate::circuit_breaker::CircuitBreaker::gate_readiness)
 //! breaker is not ready while it admits no calls, and is woken when it may admit one again. So
 //! [`RoundRobin`], tower's `p2c` and any readiness-based balancer route around open breakers,
 //! and any layer a user puts between the balancer and the breakers (a `TraceLayer`, `MapErr`,
@@ -32,7 +32,7 @@ pub use self::least_loaded::{
 pub use self::round_robin::{RoundRobin, RoundRobinHandle};
 
 /// Whether a retry would find an endpoint that can take it now, other than one that just
-/// failed: a [`RetryPolicy`](crate::RetryPolicy) given one
+/// failed: a [`RetryPolicy`](crate::retry::RetryPolicy) given one
 /// ([`alternatives`](crate::retry::RetryPolicyBuilder::alternatives)) retries an endpoint's
 /// failure at once while it says yes, since the balancer sends the retry elsewhere, and backs
 /// off when it says no. [`LeastLoadedHandle`] is one.

@@ -18,11 +18,11 @@ use tower_service::Service;
 use super::NoAvailableEndpoint;
 use super::endpoints::{EndpointSet, Entry, Snapshot};
 use super::future::ResponseFuture;
-use crate::BoxError;
+use crate::error::BoxError;
 use crate::striped_arc::StripedArc;
 
 /// Spreads requests over endpoints in strict turn, skipping endpoints that are not ready (a
-/// [gated](crate::CircuitBreaker::gate_readiness) breaker is not ready while it admits no
+/// [gated](crate::circuit_breaker::CircuitBreaker::gate_readiness) breaker is not ready while it admits no
 /// calls), and waiting when none is ready. Put [`FailFast`](super::FailFast) outside it to
 /// answer [`NoAvailableEndpoint`] at once instead; with no endpoints at all it does so itself.
 ///

@@ -11,7 +11,8 @@ use tower::{Service, ServiceExt};
 use tower_layer::Layer;
 
 use super::*;
-use crate::{BoxError, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, State};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, State};
+use crate::error::BoxError;
 
 /// An endpoint that records which endpoint answered, and fails or hangs on demand.
 #[derive(Clone)]

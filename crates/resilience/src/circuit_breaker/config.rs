@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use crate::backoff::ExponentialBackoff;
+use crate::error::InvalidConfig;
 use crate::window::SlidingWindow;
-use crate::{ExponentialBackoff, InvalidConfig};
 
 const COMPONENT: &str = "circuit breaker";
 

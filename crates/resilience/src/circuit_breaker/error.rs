@@ -9,7 +9,7 @@ use super::events::State;
 /// The breaker rejected a call without calling the inner service.
 ///
 /// This is a local decision, not a failure of the service behind the breaker:
-/// [`RetryPolicy`](crate::RetryPolicy) never retries it, and a gateway answers it with
+/// [`RetryPolicy`](crate::retry::RetryPolicy) never retries it, and a gateway answers it with
 /// `503 Service Unavailable` and a `Retry-After` of [`retry_after`](Self::retry_after).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitOpen {

@@ -106,7 +106,7 @@ impl fmt::Display for TransitionReason {
 /// One state change, as delivered to subscribers and listeners.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateChange {
-    /// The breaker's name (see [`CircuitBreakerLayer::named`](crate::CircuitBreakerLayer::named)).
+    /// The breaker's name (see [`CircuitBreakerLayer::named`](crate::circuit_breaker::CircuitBreakerLayer::named)).
     pub breaker: Arc<str>,
     /// The state left.
     pub from: State,

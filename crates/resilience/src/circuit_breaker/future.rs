@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::classify::Classify;
 use super::error::CircuitOpen;
 use super::state::Permit;
-use crate::BoxError;
+use crate::error::BoxError;
 
 pin_project! {
     /// Resolves to the inner service's response, or to a [`CircuitOpen`] error when the breaker

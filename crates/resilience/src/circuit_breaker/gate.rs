@@ -1,6 +1,6 @@
 //! The readiness gate: a breaker that tells a balancer "not now" through `poll_ready`.
 //!
-//! Tower's balancers (`p2c`, and [`RoundRobin`](crate::RoundRobin)) choose among endpoints
+//! Tower's balancers (`p2c`, and [`RoundRobin`](crate::balance::RoundRobin)) choose among endpoints
 //! that are ready. A gated breaker is not ready while it admits no calls, and is woken when it
 //! may admit one again: when its open duration ends (a timer), or when any transition happens
 //! (its health check passed, a probe settled, an operator acted). This is how linkerd's

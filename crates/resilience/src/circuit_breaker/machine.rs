@@ -17,7 +17,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::events::{State, TransitionReason};
-use crate::ExponentialBackoff;
+use crate::backoff::ExponentialBackoff;
 
 /// The breaker's fixed settings that its decisions depend on.
 #[derive(Debug, Clone, Copy)]

@@ -20,13 +20,13 @@
 //!
 //! Used alone, an open breaker is ready and its `call` fails at once with [`CircuitOpen`]: the
 //! caller learns now, not after waiting. Under a balancer (tower's `p2c`,
-//! [`RoundRobin`](crate::RoundRobin), any readiness-based one), turn on the readiness gate with
+//! [`RoundRobin`](crate::balance::RoundRobin), any readiness-based one), turn on the readiness gate with
 //! [`CircuitBreakerLayer::gate_readiness`]: a breaker that admits no call is then not ready, so
 //! the balancer picks another endpoint, and it is woken when it may probe again (its open
 //! duration ended, its [`HealthCheck`] passed). A ready gate has reserved the admission for the
 //! next `call`, so a half-open breaker with one probe permit is ready for exactly one caller.
 //! Readiness passes through any layer in between, as linkerd's breakers gate their endpoints;
-//! [`FailFast`](crate::FailFast) outside the balancer answers at once when every breaker is
+//! [`FailFast`](crate::balance::FailFast) outside the balancer answers at once when every breaker is
 //! open.
 //!
 //! Every decision (trip, open → half-open, probe outcome, open-duration growth, the half-open
@@ -93,7 +93,7 @@ pub use crate::window::SlidingWindow;
 use self::future::ResponseFuture;
 use self::gate::Gate;
 use self::state::Breaker;
-use crate::BoxError;
+use crate::error::BoxError;
 use crate::striped_arc::StripedArc;
 
 /// A service guarded by a circuit breaker; see the [module docs](self).
@@ -163,8 +163,11 @@ impl<S, C> CircuitBreaker<S, C> {
     ///
     /// # Errors
     ///
-    /// [`InvalidConfig`](crate::InvalidConfig) when the check's schedule cannot work.
-    pub fn with_health_check(self, check: HealthCheck) -> Result<Self, crate::InvalidConfig> {
+    /// [`InvalidConfig`](crate::error::InvalidConfig) when the check's schedule cannot work.
+    pub fn with_health_check(
+        self,
+        check: HealthCheck,
+    ) -> Result<Self, crate::error::InvalidConfig> {
         check.validate()?;
         self.breaker.set_health_check(check);
         Ok(self)
@@ -172,7 +175,7 @@ impl<S, C> CircuitBreaker<S, C> {
 
     /// Gates readiness, for an endpoint under a balancer: while the breaker admits no call,
     /// `poll_ready` is `Pending` (woken when it may admit one again) instead of `call` failing
-    /// with [`CircuitOpen`], so tower's `p2c`, [`RoundRobin`](crate::RoundRobin) or any
+    /// with [`CircuitOpen`], so tower's `p2c`, [`RoundRobin`](crate::balance::RoundRobin) or any
     /// readiness-based balancer routes around it. A ready gate has reserved the admission (a
     /// half-open probe permit included) for the next `call`. See the [module docs](self).
     pub fn gate_readiness(mut self) -> Self {

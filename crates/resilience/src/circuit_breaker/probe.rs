@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::{BoxError, InvalidConfig};
+use crate::error::{BoxError, InvalidConfig};
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 type CheckFn = dyn Fn() -> CheckFuture + Send + Sync;

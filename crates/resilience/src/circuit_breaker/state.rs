@@ -708,7 +708,7 @@ async fn watch_open_period(
             // Each new reason is logged once (a wrong health path answers 404 for ever, and the
             // endpoint then only comes back when the open duration ends); the same reason again,
             // every interval while an endpoint is down, only at debug level.
-            let reason = crate::chain_text(error.as_ref());
+            let reason = crate::error::chain_text(error.as_ref());
             if last_failure.as_ref() == Some(&reason) {
                 tracing::debug!(target: "resilience::circuit_breaker", breaker = %name, %reason, "health check failed");
             } else {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::latency::DelayRule;
-use crate::InvalidConfig;
+use crate::error::InvalidConfig;
 
 /// A validated hedging configuration.
 ///

@@ -10,8 +10,8 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
 use super::Shared;
-use crate::BoxError;
 use crate::abandon::abandon;
+use crate::error::BoxError;
 
 pin_project! {
     /// The first successful answer of the original call and its hedge. An error is returned

@@ -69,7 +69,8 @@ use tower_service::Service;
 pub use self::config::{HedgeConfig, HedgeConfigBuilder};
 use self::future::ResponseFuture;
 use self::latency::{DelayRule, Window};
-use crate::{BoxError, RetryBudget};
+use crate::error::BoxError;
+use crate::retry::RetryBudget;
 
 /// Decides which requests may be hedged, by copying them.
 pub trait HedgePolicy<Request> {
@@ -162,7 +163,7 @@ impl<S, P> Hedge<S, P> {
     }
 
     /// Spends a token of `budget` on every hedge; a hedge the budget refuses is not sent.
-    /// Share the retry policy's budget ([`RetryPolicy::budget`](crate::RetryPolicy::budget)):
+    /// Share the retry policy's budget ([`RetryPolicy::budget`](crate::retry::RetryPolicy::budget)):
     /// the retry policy counts the requests that earn tokens.
     pub fn with_budget(mut self, budget: Arc<RetryBudget>) -> Self {
         let shared = Shared::new_like(&self.shared, Some(budget));

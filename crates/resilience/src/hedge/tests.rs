@@ -10,7 +10,8 @@ use tower::{Service, ServiceExt};
 use tower_layer::Layer;
 
 use super::*;
-use crate::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, RoundRobin, State};
+use crate::balance::RoundRobin;
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, State};
 
 /// An endpoint answering its name after `latency`, or never while `latency` is `None`.
 #[derive(Clone)]
@@ -73,7 +74,7 @@ fn copy(request: &u32) -> Option<u32> {
 struct Fixture {
     a: Scripted,
     b: Scripted,
-    breakers: Vec<crate::CircuitBreakerHandle>,
+    breakers: Vec<crate::circuit_breaker::CircuitBreakerHandle>,
     hedge: Hedge<Balancer, Policy>,
 }
 

@@ -15,7 +15,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// The upstream's body is larger than the cap; it was not read to the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -127,7 +127,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::find_in_chain;
+    use crate::error::find_in_chain;
     use http_body_util::{Full, StreamBody};
 
     type Chunk = Result<http_body::Frame<Bytes>, std::io::Error>;

@@ -3,8 +3,8 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderValue, Method, StatusCode, header};
 
 use super::{BodyTooLarge, HttpRequest};
-use crate::BoxError;
-use crate::find_in_chain;
+use crate::error::BoxError;
+use crate::error::find_in_chain;
 use crate::retry::{RetryDecision, RetryRules, is_local_rejection};
 
 /// The header that makes a POST or PATCH safe to send twice: the server answers a repeat with
@@ -25,7 +25,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// - Never retried: this crate's own rejections ([`is_local_rejection`]), a body over the cap
 ///   ([`BodyTooLarge`]: another replica would send the same), and requests whose body is a
 ///   stream. Those are sent once; the policy counts them in
-///   [`RetryMetrics::not_cloneable`](crate::RetryMetrics::not_cloneable) and logs why.
+///   [`RetryMetrics::not_cloneable`](crate::retry::RetryMetrics::not_cloneable) and logs why.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HttpRetryRules;
 
@@ -183,7 +183,7 @@ mod tests {
     }
 
     fn upstream_error() -> Result<Response, BoxError> {
-        Err(crate::Elapsed::new(Duration::from_secs(1)).into())
+        Err(crate::timeout::Elapsed::new(Duration::from_secs(1)).into())
     }
 
     #[test]
@@ -255,9 +255,9 @@ mod tests {
     #[test]
     fn local_rejections_are_never_retried() {
         let get = request(Method::GET, false);
-        let open: Result<Response, BoxError> = Err(crate::CircuitOpen::new(
+        let open: Result<Response, BoxError> = Err(crate::circuit_breaker::CircuitOpen::new(
             "users-1".into(),
-            crate::State::Open,
+            crate::circuit_breaker::State::Open,
             Some(Duration::from_secs(1)),
         )
         .into());
@@ -265,7 +265,8 @@ mod tests {
             HttpRetryRules.classify(&get, &open),
             RetryDecision::DoNotRetry
         );
-        let none: Result<Response, BoxError> = Err(crate::NoAvailableEndpoint::new(2).into());
+        let none: Result<Response, BoxError> =
+            Err(crate::balance::NoAvailableEndpoint::new(2).into());
         assert_eq!(
             HttpRetryRules.classify(&get, &none),
             RetryDecision::DoNotRetry

@@ -4,7 +4,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
-use crate::InvalidConfig;
+use crate::error::InvalidConfig;
 use crate::striped::StripedCounters;
 
 /// Tokens are counted in millionths, so every ratio down to 0.0001 % (one in a million) adds

@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde::de::{Deserialize, Deserializer, Error as _};
 
 use super::{RetryBudget, RetryErrors, RetryPolicy, RetryPolicyBuilder};
+use crate::backoff::ExponentialBackoff;
 use crate::config_file::{HumanDuration, Switch};
-use crate::{ExponentialBackoff, InvalidConfig};
+use crate::error::InvalidConfig;
 
 /// The settings of a [`RetryBudget`]: `{ ratio = 0.2, min_per_sec = 10, max_tokens = 100 }`,
 /// each optional (those are the defaults), checked by [`RetryBudget::new`] when read.

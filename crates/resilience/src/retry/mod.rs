@@ -1,7 +1,7 @@
 //! Retrying failed requests without turning an outage into a flood.
 //!
 //! [`RetryPolicy`] is a `tower::retry::Policy`: use it with tower's
-//! [`RetryLayer`](tower::retry::RetryLayer). Behind a [`RoundRobin`](crate::RoundRobin), each
+//! [`RetryLayer`](tower::retry::RetryLayer). Behind a [`RoundRobin`](crate::balance::RoundRobin), each
 //! retry is a fresh pick, so it lands on another endpoint.
 //!
 //! Why a budget and not only a maximum number of attempts? Three attempts per request triple
@@ -12,8 +12,8 @@
 //! What is worth retrying is a [`RetryRules`]: [`RetryErrors`] retries any error of the service
 //! behind it, and with the `http` feature [`HttpRetryRules`](crate::http::HttpRetryRules) knows
 //! about idempotent methods, `Idempotency-Key` and `Retry-After`. Neither retries a rejection
-//! made by this crate's own layers ([`CircuitOpen`](crate::CircuitOpen),
-//! [`NoAvailableEndpoint`](crate::NoAvailableEndpoint)): no upstream failed, and retrying a local
+//! made by this crate's own layers ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen),
+//! [`NoAvailableEndpoint`](crate::balance::NoAvailableEndpoint)): no upstream failed, and retrying a local
 //! "no" only spins.
 
 mod backoff;

@@ -11,9 +11,10 @@ use tower::retry::Policy;
 
 use super::backoff::Backoff;
 use super::{RetryBudget, RetryDecision, RetryErrors, RetryRules};
+use crate::backoff::ExponentialBackoff;
 use crate::balance::Alternatives;
+use crate::error::InvalidConfig;
 use crate::striped_arc::StripedArc;
-use crate::{ExponentialBackoff, InvalidConfig};
 
 /// A `tower::retry::Policy` with exponential backoff and jitter, a maximum number of attempts,
 /// a [`RetryBudget`] and an optional overall deadline.
@@ -244,7 +245,7 @@ impl<R> RetryPolicyBuilder<R> {
 
     /// No retry starts unless its backoff (plus [`min_attempt_time`](Self::min_attempt_time))
     /// ends before `deadline` after the request started. Pair it with a
-    /// [`DeadlineLayer`](crate::DeadlineLayer) of the same length outside the retry layer.
+    /// [`DeadlineLayer`](crate::timeout::DeadlineLayer) of the same length outside the retry layer.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.settings.deadline = Some(deadline);
         self

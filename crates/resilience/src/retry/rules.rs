@@ -2,8 +2,11 @@
 
 use std::time::Duration;
 
-use crate::find_in_chain;
-use crate::{BoxError, CircuitOpen, DeadlineExceeded, NoAvailableEndpoint};
+use crate::balance::NoAvailableEndpoint;
+use crate::circuit_breaker::CircuitOpen;
+use crate::error::BoxError;
+use crate::error::find_in_chain;
+use crate::timeout::DeadlineExceeded;
 
 /// What to do with a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,10 @@ use tower::retry::Retry;
 use tower::{Service, ServiceExt, service_fn};
 
 use super::*;
-use crate::{BoxError, CircuitOpen, ExponentialBackoff, NoAvailableEndpoint, State};
+use crate::backoff::ExponentialBackoff;
+use crate::balance::NoAvailableEndpoint;
+use crate::circuit_breaker::{CircuitOpen, State};
+use crate::error::BoxError;
 
 /// Records when each attempt started, relative to `origin`, and answers with `answer`.
 fn recording_service<F>(

@@ -9,7 +9,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::{DeadlineExceeded, Elapsed, scope};
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// Which limit a future enforces, and so which error it fails with.
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,7 @@
 //! ([`Elapsed`]: that attempt is over, a retry may follow) from an exhausted budget of time
 //! ([`DeadlineExceeded`]: the whole request is over). Put the deadline outside
 //! [`Retry`](tower::retry::Retry) and the per-attempt timeout inside it; give
-//! [`RetryPolicy`](crate::RetryPolicy) the same deadline so it does not start a retry that cannot
+//! [`RetryPolicy`](crate::retry::RetryPolicy) the same deadline so it does not start a retry that cannot
 //! finish in time.
 
 mod error;
@@ -26,7 +26,8 @@ use tower_service::Service;
 
 pub use self::error::{DeadlineExceeded, Elapsed};
 use self::future::{Limit, ResponseFuture};
-use crate::{BoxError, call_clock};
+use crate::call_clock;
+use crate::error::BoxError;
 
 /// Fails an attempt that takes longer than a limit, with [`Elapsed`].
 #[derive(Debug, Clone)]

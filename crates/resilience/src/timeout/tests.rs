@@ -12,7 +12,8 @@ use tower::retry::Retry;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 use super::*;
-use crate::{ExponentialBackoff, RetryPolicy};
+use crate::backoff::ExponentialBackoff;
+use crate::retry::RetryPolicy;
 
 fn answering_after(
     delay: Duration,

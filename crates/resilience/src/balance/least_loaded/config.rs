@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::outlier::OutlierDetection;
-use crate::InvalidConfig;
+use crate::error::InvalidConfig;
 
 /// The settings of a [`LeastLoaded`](super::LeastLoaded) balancer.
 ///

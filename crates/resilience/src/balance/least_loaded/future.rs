@@ -9,9 +9,9 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
 use super::load::EndpointLoad;
-use crate::BoxError;
 use crate::balance::NoAvailableEndpoint;
 use crate::circuit_breaker::{Classify, Outcome};
+use crate::error::BoxError;
 
 pin_project! {
     /// The chosen endpoint's response, or [`NoAvailableEndpoint`] at once. When it completes

@@ -17,11 +17,11 @@
 //! - **Two choices, taken in turn.** Each call compares the next two endpoints of a shared turn
 //!   (tower's and linkerd's p2c draw the two at random). Taken in turn, endpoints that cost
 //!   about the same (within a factor of two) are used strictly in rotation, like
-//!   [`RoundRobin`](crate::RoundRobin): an idle client alternates between alike replicas, and
+//!   [`RoundRobin`](crate::balance::RoundRobin): an idle client alternates between alike replicas, and
 //!   two clients do not herd onto the same one. A slow or busy endpoint loses every comparison
 //!   it is part of. Comparing two endpoints, not all, keeps a call O(1) however many there are.
 //! - **What the round robin guarantees stays:** an endpoint that is not ready (a
-//!   [gated](crate::CircuitBreaker::gate_readiness) breaker that admits nothing) is skipped,
+//!   [gated](crate::circuit_breaker::CircuitBreaker::gate_readiness) breaker that admits nothing) is skipped,
 //!   and when none is ready the balancer waits ([`FailFast`](super::FailFast) answers at once
 //!   instead); a retry or hedge sent through the same clone goes to another endpoint while one
 //!   is ready; endpoints come and go through the [handle](LeastLoaded::handle) without losing
@@ -86,8 +86,8 @@ use self::future::ResponseFuture;
 use self::load::{EndpointLoad, Fleet};
 use super::NoAvailableEndpoint;
 use super::endpoints::{EndpointSet, Entry, Snapshot};
-use crate::BoxError;
 use crate::circuit_breaker::{Classify, ErrorsAreFailures};
+use crate::error::BoxError;
 use crate::striped_arc::StripedArc;
 
 /// Spreads calls by load; see the [module docs](self).
@@ -376,7 +376,7 @@ impl<K, S> fmt::Debug for LeastLoadedHandle<K, S> {
 
 impl<K, S> LeastLoadedHandle<K, S> {
     /// Whether some endpoint would take a call now and did not fail its last one: not ejected,
-    /// ready when last polled. A [`RetryPolicy`](crate::RetryPolicy) given this handle retries
+    /// ready when last polled. A [`RetryPolicy`](crate::retry::RetryPolicy) given this handle retries
     /// at once while it holds, since the retry goes there; it backs off when it does not.
     pub fn has_healthy_endpoint(&self) -> bool {
         self.shared.fleet.has_healthy_endpoint()

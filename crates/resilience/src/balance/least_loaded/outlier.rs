@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::InvalidConfig;
+use crate::error::InvalidConfig;
 use crate::window::WindowCounts;
 
 /// An endpoint's failure rate must be at least this many times its peers' to stand out.

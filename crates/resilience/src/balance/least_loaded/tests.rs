@@ -8,8 +8,10 @@ use tower::retry::Retry;
 use tower::{Service, ServiceExt};
 
 use super::*;
+use crate::backoff::ExponentialBackoff;
+use crate::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer};
+use crate::retry::RetryPolicy;
 use crate::sim::{Behaviour, Fleet, Load, SimEndpoint};
-use crate::{CircuitBreakerConfig, CircuitBreakerLayer, ExponentialBackoff, RetryPolicy};
 use tower_layer::Layer;
 
 const FAST: Duration = Duration::from_millis(2);
@@ -86,7 +88,7 @@ async fn a_replica_50ms_slower_keeps_under_two_percent_of_the_calls() {
     let report = fleet
         .run(
             Load::closed(16, Duration::from_secs(10)),
-            crate::RoundRobin::new(fleet.endpoints()),
+            crate::balance::RoundRobin::new(fleet.endpoints()),
         )
         .await;
     assert!(report.share("slow") > 0.4, "{report}");
@@ -108,7 +110,7 @@ async fn a_busier_endpoint_loses_its_turn() {
     assert!(report.share("b") < 0.1, "{report}");
 }
 
-type Gated = crate::CircuitBreaker<SimEndpoint>;
+type Gated = crate::circuit_breaker::CircuitBreaker<SimEndpoint>;
 
 fn gated(fleet: &Fleet, consecutive: u32) -> Vec<(String, Gated)> {
     let config = CircuitBreakerConfig::builder()
@@ -141,7 +143,7 @@ async fn skips_an_endpoint_whose_breaker_is_open() {
     let report = fleet
         .run(Load::closed(4, Duration::from_secs(2)), balancer)
         .await;
-    assert_eq!(down.state(), crate::State::Open);
+    assert_eq!(down.state(), crate::circuit_breaker::State::Open);
     assert!(
         report.failed <= 4,
         "only the calls in flight when it tripped fail: {report}"

@@ -13,7 +13,7 @@ use reqwest::{Request, Url};
 use tower_service::Service;
 
 use super::endpoint::{HttpEndpoint, ResponseFuture, rebase};
-use crate::BoxError;
+use crate::error::BoxError;
 use crate::http::HttpRequest;
 
 /// A request in the stack, and which resend it is (0: the first attempt).

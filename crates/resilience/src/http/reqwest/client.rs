@@ -14,16 +14,19 @@ use tower_service::Service;
 
 use super::attempt::{Attempt, Rebase, SendAttempt};
 use super::endpoint::{DEFAULT_MAX_BODY, HttpEndpoint};
+use crate::backoff::ExponentialBackoff;
+use crate::balance::FailFast;
 use crate::balance::{LeastLoaded, LeastLoadedConfig, LeastLoadedHandle};
 use crate::circuit_breaker::HealthCheck;
+use crate::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
+};
+use crate::error::{BoxError, InvalidConfig};
 use crate::hedge::{Hedge, HedgeConfig, HedgeMetrics};
 use crate::http::{HttpClassifier, HttpRetryRules, IdempotentHedge};
+use crate::retry::{RetryBudget, RetryMetrics, RetryPolicy};
 use crate::striped::PerStripe;
-use crate::{
-    BoxError, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerHandle, CircuitBreakerLayer,
-    Deadline, ExponentialBackoff, FailFast, InvalidConfig, RetryBudget, RetryMetrics, RetryPolicy,
-    Timeout, TimeoutLayer,
-};
+use crate::timeout::{Deadline, Timeout, TimeoutLayer};
 
 /// One endpoint: rebase → [attempt span →] breaker → [latency →] attempt timeout → reqwest and
 /// the body.

@@ -6,9 +6,12 @@ use std::time::Duration;
 use serde::de::{Deserialize, Deserializer, Error as _};
 
 use super::{ResilientClient, ResilientClientBuilder};
+use crate::backoff::ExponentialBackoff;
+use crate::circuit_breaker::CircuitBreakerConfig;
 use crate::config_file::{HumanDuration, Switch};
+use crate::error::InvalidConfig;
+use crate::hedge::HedgeConfig;
 use crate::retry::RetryBudgetConfig;
-use crate::{CircuitBreakerConfig, ExponentialBackoff, HedgeConfig, InvalidConfig};
 
 /// The settings of a [`ResilientClientBuilder`], read from a file: one upstream, its endpoints,
 /// timeouts, attempts, breaker, hedge and health check.

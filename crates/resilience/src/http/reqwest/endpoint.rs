@@ -7,7 +7,7 @@ use pin_project_lite::pin_project;
 use reqwest::{Client, Request, Url};
 use tower_service::Service;
 
-use crate::BoxError;
+use crate::error::BoxError;
 use crate::http::ReadBody;
 
 /// The most an endpoint reads of one response body unless told otherwise: 4 MiB.

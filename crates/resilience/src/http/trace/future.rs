@@ -6,7 +6,7 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 pin_project! {
     /// The answer of one attempt, polled inside its span; the outcome is recorded on the span

@@ -97,7 +97,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub use self::future::ResponseFuture;
 pub use self::layer::AttemptSpanLayer;
 pub use self::request::AttemptRequest;
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// Makes one client span per call and writes a `traceparent` naming it into the request; see
 /// [the module docs](self).
@@ -269,13 +269,13 @@ fn record_outcome<B>(span: &tracing::Span, result: &Result<http::Response<B>, Bo
 fn error_type(error: &(dyn std::error::Error + 'static)) -> &'static str {
     use std::io::ErrorKind;
 
-    use crate::find_in_chain;
+    use crate::error::find_in_chain;
     use crate::http::{BodyFailed, BodyTooLarge};
 
-    if find_in_chain::<crate::Elapsed>(error).is_some() {
+    if find_in_chain::<crate::timeout::Elapsed>(error).is_some() {
         return "timeout";
     }
-    if find_in_chain::<crate::CircuitOpen>(error).is_some() {
+    if find_in_chain::<crate::circuit_breaker::CircuitOpen>(error).is_some() {
         return "circuit_open";
     }
     if find_in_chain::<BodyTooLarge>(error).is_some() {

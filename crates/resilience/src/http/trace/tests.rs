@@ -13,8 +13,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 
 use super::*;
+use crate::backoff::ExponentialBackoff;
 use crate::http::HttpRetryRules;
-use crate::{ExponentialBackoff, RetryPolicy};
+use crate::retry::RetryPolicy;
 
 type Request = http::Request<String>;
 
@@ -191,12 +192,12 @@ async fn a_retry_is_a_second_span_with_resend_count_one() {
 async fn a_failed_attempt_records_what_went_wrong() {
     let (exporter, _guard) = traced();
     let failing = service_fn(|_: Request| async {
-        Err::<http::Response<String>, _>(BoxError::from(crate::Elapsed::new(Duration::from_secs(
-            1,
-        ))))
+        Err::<http::Response<String>, _>(BoxError::from(crate::timeout::Elapsed::new(
+            Duration::from_secs(1),
+        )))
     });
     let error = AttemptSpan::new(failing).oneshot(get()).await.unwrap_err();
-    assert!(error.is::<crate::Elapsed>());
+    assert!(error.is::<crate::timeout::Elapsed>());
     let spans = exporter.0.lock().unwrap().clone();
     assert_eq!(
         attribute(&spans[0], "error.type"),
@@ -236,7 +237,7 @@ async fn without_a_subscriber_no_header_is_written() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_breaker_opening_on_this_attempt_is_an_event_of_its_span() {
     let (exporter, _guard) = traced();
-    let config = crate::CircuitBreakerConfig::builder()
+    let config = crate::circuit_breaker::CircuitBreakerConfig::builder()
         .consecutive_failures(1)
         .build()
         .unwrap();
@@ -245,7 +246,7 @@ async fn a_breaker_opening_on_this_attempt_is_an_event_of_its_span() {
     });
     let client = ServiceBuilder::new()
         .layer(AttemptSpanLayer::new())
-        .layer(crate::CircuitBreakerLayer::new(config).named("users@a"))
+        .layer(crate::circuit_breaker::CircuitBreakerLayer::new(config).named("users@a"))
         .service(failing);
     let _ = client.oneshot(get()).await.unwrap_err();
     let spans = exporter.0.lock().unwrap().clone();
