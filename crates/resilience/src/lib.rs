@@ -171,12 +171,11 @@
 //! (`#[tokio::test(start_paused = true)]`) and finish instantly and deterministically; every
 //! source of randomness (jitter) can be seeded.
 
-mod abandon;
 #[cfg(feature = "admin")]
 pub mod admin;
 mod backoff;
 pub mod balance;
-mod call_clock;
+mod call_scope;
 pub mod circuit_breaker;
 #[cfg(feature = "serde")]
 mod config_file;

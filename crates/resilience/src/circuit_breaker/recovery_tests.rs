@@ -156,7 +156,7 @@ async fn an_abandoned_call_counts_as_a_failure_and_a_cancelled_one_does_not() {
     for _ in 0..2 {
         let mut lost = task::spawn(service.ready().await.unwrap().call(()));
         assert_pending!(lost.poll());
-        crate::abandon::abandon(|| drop(lost));
+        crate::call_scope::abandon::abandon(|| drop(lost));
     }
     assert_eq!(handle.metrics().failures, 2);
     assert_eq!(handle.state(), State::Open, "two lost races in a row");

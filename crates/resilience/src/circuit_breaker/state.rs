@@ -169,7 +169,7 @@ impl Permit {
     #[cold]
     #[inline(never)]
     fn unsettled(&mut self) {
-        if crate::abandon::abandoning() {
+        if crate::call_scope::abandon::abandoning() {
             // A hedge gave up on this call: another endpoint answered a whole exchange sooner.
             self.tag |= PERMIT_SETTLED;
             self.lane.core.record(self, Outcome::Failure, None);
@@ -219,7 +219,7 @@ impl Breaker {
     /// When a call starts, for a breaker that times its calls (slow calls, a time window).
     #[inline]
     pub(crate) fn call_started(&self) -> Option<Instant> {
-        self.core.needs_clock.then(crate::call_clock::now)
+        self.core.needs_clock.then(crate::call_scope::clock::now)
     }
 
     /// This thread's lane.

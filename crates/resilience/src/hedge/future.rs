@@ -10,7 +10,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
 use super::Shared;
-use crate::abandon::abandon;
+use crate::call_scope::abandon::abandon;
 use crate::error::BoxError;
 
 pin_project! {

@@ -410,7 +410,7 @@ where
                 budget.deposit();
             }
             if self.shared.settings.deadline.is_some() {
-                self.started = Some(crate::call_clock::now());
+                self.started = Some(crate::call_scope::clock::now());
             }
         }
         let copy = self.rules.clone_request(request);

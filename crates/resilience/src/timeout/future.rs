@@ -8,7 +8,8 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::{DeadlineExceeded, Elapsed, scope};
+use super::{DeadlineExceeded, Elapsed};
+use crate::call_scope::timer;
 use crate::error::BoxError;
 
 /// Which limit a future enforces, and so which error it fails with.
@@ -73,10 +74,10 @@ where
         let mut this = self.project();
         // What is known to have passed: the instant this limit's own timer fired for, or what
         // the enclosing limit's did.
-        let mut due = scope::due(cx.waker());
+        let mut due = timer::due(cx.waker());
         let mut woken_early = false;
         loop {
-            let (polled, asked) = scope::within(cx.waker(), due, || this.inner.as_mut().poll(cx));
+            let (polled, asked) = timer::within(cx.waker(), due, || this.inner.as_mut().poll(cx));
             if let Poll::Ready(result) = polled {
                 return Poll::Ready(result.map_err(Into::into));
             }
@@ -85,7 +86,7 @@ where
             }
             let wake_at = asked.map_or(*this.expires, |at| at.min(*this.expires));
             if this.sleep.is_none() {
-                if scope::defer_wake(cx.waker(), wake_at) {
+                if timer::defer_wake(cx.waker(), wake_at) {
                     return Poll::Pending;
                 }
                 // Armed only now that the inner future has to wait, and only by the outermost

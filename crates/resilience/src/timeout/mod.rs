@@ -16,7 +16,6 @@
 
 mod error;
 pub mod future;
-mod scope;
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -26,7 +25,7 @@ use tower_service::Service;
 
 pub use self::error::{DeadlineExceeded, Elapsed};
 use self::future::{Limit, ResponseFuture};
-use crate::call_clock;
+use crate::call_scope::clock;
 use crate::error::BoxError;
 
 /// Fails an attempt that takes longer than a limit, with [`Elapsed`].
@@ -129,9 +128,9 @@ macro_rules! limited_service {
             }
 
             fn call(&mut self, request: Request) -> Self::Future {
-                let started = call_clock::now();
+                let started = clock::now();
                 ResponseFuture::around(started, $kind(self.limit), || {
-                    call_clock::during(started, || self.inner.call(request))
+                    clock::during(started, || self.inner.call(request))
                 })
             }
         }

@@ -54,7 +54,7 @@ impl<C> Drop for InFlight<C> {
         }
         // Cancelled. A hedge's abandoned original lost to a whole second exchange: it was slow,
         // and its latency so far says so. Any other cancellation says nothing of the endpoint.
-        let abandoned = crate::abandon::abandoning();
+        let abandoned = crate::call_scope::abandon::abandoning();
         self.load.finish(self.started.elapsed(), None, abandoned);
     }
 }
@@ -63,7 +63,7 @@ impl<F, C> ResponseFuture<F, C> {
     #[inline(always)]
     pub(crate) fn around(load: Arc<EndpointLoad>, classifier: C, call: impl FnOnce() -> F) -> Self {
         load.start();
-        let started = crate::call_clock::now();
+        let started = crate::call_scope::clock::now();
         Self {
             kind: Kind::Called { future: call() },
             in_flight: Some(InFlight {

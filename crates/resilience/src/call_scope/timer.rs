@@ -1,5 +1,5 @@
-//! One timer for nested limits: a [`Timeout`](super::Timeout) polled inside a
-//! [`Deadline`](super::Deadline) asks the deadline's timer to wake the task instead of
+//! One timer for nested limits: a [`Timeout`](crate::timeout::Timeout) polled inside a
+//! [`Deadline`](crate::timeout::Deadline) asks the deadline's timer to wake the task instead of
 //! registering a timer of its own.
 //!
 //! Registering a tokio timer takes the time driver's lock and writes the wheel, and so does
@@ -75,7 +75,7 @@ impl Drop for Restore {
 /// What the limit enclosing this poll knows has passed: the instant its timer was set for, when
 /// the timer has fired. None outside a scope of the same task, or when no timer fired.
 #[inline]
-pub(super) fn due(waker: &Waker) -> Option<Instant> {
+pub(crate) fn due(waker: &Waker) -> Option<Instant> {
     if enclosed_by_same_task(waker) {
         DUE.get()
     } else {
@@ -87,7 +87,7 @@ pub(super) fn due(waker: &Waker) -> Option<Instant> {
 /// the limits inside that `due` has passed, and returns its result with the earliest instant
 /// they asked to be woken at.
 #[inline]
-pub(super) fn within<T>(
+pub(crate) fn within<T>(
     waker: &Waker,
     due: Option<Instant>,
     poll: impl FnOnce() -> T,
@@ -106,7 +106,7 @@ pub(super) fn within<T>(
 /// Asks the limit polling this one to wake the task at `at`. False when no limit of the same
 /// task encloses this poll: the caller needs a timer of its own.
 #[inline]
-pub(super) fn defer_wake(waker: &Waker, at: Instant) -> bool {
+pub(crate) fn defer_wake(waker: &Waker, at: Instant) -> bool {
     if !enclosed_by_same_task(waker) {
         return false;
     }
