@@ -47,7 +47,7 @@ impl State {
     }
 
     pub(super) fn from_bits(bits: u64) -> Self {
-        match bits & super::state::STATE_MASK {
+        match bits & super::word::STATE_MASK {
             0 => Self::Closed,
             1 => Self::Open,
             2 => Self::HalfOpen,

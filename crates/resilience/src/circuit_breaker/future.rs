@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::classify::Classify;
 use super::error::CircuitOpen;
-use super::state::Permit;
+use super::permit::Permit;
 use crate::error::BoxError;
 
 pin_project! {

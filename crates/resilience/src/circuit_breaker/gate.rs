@@ -13,7 +13,8 @@ use std::task::{Context, Poll};
 
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use super::state::{Breaker, Permit};
+use super::permit::Permit;
+use super::state::Breaker;
 
 /// The gate of one breaker instance: the admission it reserved, and the timer that wakes it
 /// when the open duration ends.

@@ -78,6 +78,12 @@ impl Machine {
         matches!(state, State::Closed | State::ForcedClosed)
     }
 
+    /// Whether outcomes in `state` move the breaker: not while an operator holds it closed, where
+    /// calls are counted but never trip it.
+    pub(crate) fn outcomes_count(state: State) -> bool {
+        state != State::ForcedClosed
+    }
+
     /// What a call meets in `state` with `free_probes` permits left. The state's deadline
     /// `until` and the time `now` are read only when the answer depends on them: a closed
     /// breaker reads neither, which keeps its admission to one atomic load.

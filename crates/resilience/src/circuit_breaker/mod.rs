@@ -30,8 +30,12 @@
 //! open.
 //!
 //! Every decision (trip, open → half-open, probe outcome, open-duration growth, the half-open
-//! wait) is made by plain functions of the state and the time (`machine.rs`, `policy.rs`); the
-//! atomics in `state.rs` only carry the state.
+//! wait, what counts as slow) is made by plain functions of the state and the time
+//! (`machine.rs`, `policy.rs`), tested without a runtime. The mechanism around them is one job
+//! per file: the atomic word (`word.rs`), admission (`state.rs`), a call's permit (`permit.rs`)
+//! and the per-thread lanes it holds (`lane.rs`), recording an outcome (`record.rs`), moving
+//! between states with its logs and listeners (`transition.rs`), and the health check
+//! (`probe.rs`).
 //!
 //! ```
 //! use std::time::Duration;
@@ -67,13 +71,18 @@ mod error;
 mod events;
 pub mod future;
 mod gate;
+mod lane;
 mod layer;
 mod machine;
+mod permit;
 mod policy;
 mod probe;
+mod record;
 #[cfg(feature = "serde")]
 mod serde;
 mod state;
+mod transition;
+mod word;
 
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};

@@ -1,6 +1,7 @@
 //! When to trip: a pure function of the failure counts, tested without a runtime.
 
 use std::fmt;
+use std::time::Duration;
 
 use super::config::CircuitBreakerConfig;
 use crate::window::WindowCounts;
@@ -54,6 +55,7 @@ pub(crate) struct TripPolicy {
     consecutive_failures: Option<u32>,
     failure_rate: Option<f64>,
     slow_call_rate: Option<f64>,
+    slow_threshold: Option<Duration>,
     minimum_calls: u32,
 }
 
@@ -63,8 +65,15 @@ impl TripPolicy {
             consecutive_failures: config.consecutive_failures,
             failure_rate: config.failure_rate,
             slow_call_rate: config.slow_calls.map(|slow| slow.rate),
+            slow_threshold: config.slow_calls.map(|slow| slow.threshold),
             minimum_calls: config.minimum_calls,
         }
+    }
+
+    /// Whether a call that took `took` counts as slow; `None` when the breaker does not time its
+    /// calls.
+    pub(crate) fn is_slow(&self, took: Option<Duration>) -> bool {
+        matches!((self.slow_threshold, took), (Some(threshold), Some(took)) if took >= threshold)
     }
 
     /// After a failure that made `consecutive` failures in a row.

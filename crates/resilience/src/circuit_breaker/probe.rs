@@ -10,10 +10,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rand::Rng;
+use rand::rngs::SmallRng;
+use tokio::time::Instant;
+
+use super::events::{State, TransitionReason};
+use super::state::Core;
 
 use crate::error::{BoxError, InvalidConfig};
 
@@ -119,6 +124,51 @@ impl std::fmt::Debug for HealthCheck {
             .field("jitter", &self.jitter)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// Checks the endpoint of a breaker open in `generation` until the check passes or the open
+/// period ends. Holds the breaker weakly: a dropped breaker stops its check.
+pub(super) async fn watch_open_period(
+    core: Weak<Core>,
+    name: Arc<str>,
+    generation: u64,
+    check: HealthCheck,
+    mut rng: SmallRng,
+) {
+    let mut last_failure: Option<String> = None;
+    loop {
+        tokio::time::sleep(check.next_interval(&mut rng)).await;
+        let still_open = core
+            .upgrade()
+            .is_some_and(|core| core.is_open_in(generation));
+        if !still_open {
+            return;
+        }
+        if let Err(error) = check.run().await {
+            // Each new reason is logged once (a wrong health path answers 404 for ever, and the
+            // endpoint then only comes back when the open duration ends); the same reason again,
+            // every interval while an endpoint is down, only at debug level.
+            let reason = crate::error::chain_text(error.as_ref());
+            if last_failure.as_ref() == Some(&reason) {
+                tracing::debug!(target: "resilience::circuit_breaker", breaker = %name, %reason, "health check failed");
+            } else {
+                tracing::info!(target: "resilience::circuit_breaker", breaker = %name, %reason, "health check failed; checking again while the breaker is open");
+            }
+            last_failure = Some(reason);
+            continue;
+        }
+        if let Some(core) = core.upgrade() {
+            // Open => HalfOpen: the endpoint answers its health check; let a live call probe it.
+            core.transition(
+                generation,
+                State::Open,
+                State::HalfOpen,
+                TransitionReason::HealthCheckPassed,
+                Instant::now(),
+            );
+        }
+        return;
     }
 }
 
