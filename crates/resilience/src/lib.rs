@@ -171,6 +171,21 @@
 //! (`#[tokio::test(start_paused = true)]`) and finish instantly and deterministically; every
 //! source of randomness (jitter) can be seeded.
 
+// On docs.rs (`--cfg docsrs`, nightly), each item shows the features it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The README's examples, compiled and run as doctests. They use `reqwest`, `admin` and
+// `opentelemetry` (all on in `cargo test --workspace`); with fewer features there is nothing
+// to compile them against.
+#[cfg(all(
+    doctest,
+    feature = "reqwest",
+    feature = "admin",
+    feature = "opentelemetry"
+))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 #[cfg(feature = "admin")]
 pub mod admin;
 mod backoff;
