@@ -1,6 +1,10 @@
 //! The registry: which breakers there are (asked anew at each look, so endpoints that come and
 //! go are followed), the counters sampled each time someone looks, and the watchers that want
 //! state changes as they happen.
+//!
+//! A look ([`Registry::snapshot`]) only reads the breakers. Passing their state changes on to
+//! streams needs a listener on each breaker; those are added while a stream is connected, kept
+//! in step with the breakers at each of its ticks, and removed when the last stream ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +16,7 @@ use tokio::time::Instant;
 use super::latency::LatencyRecorder;
 use super::snapshot::{BalancingSnapshot, EndpointSnapshot, Snapshot, UpstreamSnapshot};
 use crate::balance::EndpointStatus;
-use crate::circuit_breaker::{CircuitBreakerHandle, StateChange};
+use crate::circuit_breaker::{CircuitBreakerHandle, ListenerId, StateChange};
 use crate::hedge::HedgeMetrics;
 use crate::retry::RetryMetrics;
 
@@ -148,22 +152,44 @@ struct Inner {
 #[derive(Default)]
 struct Looks {
     /// Per breaker name: its counters at past looks.
-    endpoints: HashMap<String, Samples<3>>,
+    endpoints: HashMap<String, Samples<EndpointCounts>>,
     /// Per upstream: retries and hedges at past looks.
-    upstreams: HashMap<String, Samples<2>>,
-    /// Breakers whose changes reach the watchers; kept so a breaker is hooked once.
-    hooked: Vec<CircuitBreakerHandle>,
+    upstreams: HashMap<String, Samples<UpstreamCounts>>,
 }
 
-/// The streams that want state changes now.
+/// What an endpoint's rates are computed from.
+#[derive(Debug, Clone, Copy)]
+struct EndpointCounts {
+    calls: u64,
+    failures: u64,
+    rejected: u64,
+}
+
+/// What an upstream's rates are computed from.
+#[derive(Debug, Clone, Copy)]
+struct UpstreamCounts {
+    retries: u64,
+    hedges: u64,
+}
+
+/// The streams that want state changes now, and the listeners that feed them.
 #[derive(Default)]
 pub(super) struct Watchers {
     senders: Mutex<Vec<mpsc::Sender<StateChange>>>,
+    /// Breakers with a listener publishing here: each hooked once, and its handle kept so that
+    /// its address is not reused while it is on the list.
+    hooked: Mutex<Vec<(CircuitBreakerHandle, ListenerId)>>,
 }
 
 impl Watchers {
     fn senders(&self) -> MutexGuard<'_, Vec<mpsc::Sender<StateChange>>> {
         self.senders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn hooked(&self) -> MutexGuard<'_, Vec<(CircuitBreakerHandle, ListenerId)>> {
+        self.hooked
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -242,29 +268,31 @@ impl Registry {
             at_unix_ms: unix_ms(SystemTime::now()),
             upstreams: Vec::with_capacity(upstreams.len()),
         };
-        let mut hooked = std::mem::take(&mut looks.hooked);
-        let mut still_hooked = Vec::with_capacity(hooked.len());
         for upstream in &upstreams {
             let retries = upstream.retries.as_ref().map(|metrics| metrics());
             let hedges = upstream.hedges.as_ref().map(|metrics| metrics());
-            let counters = [
-                retries.map_or(0, |r| r.retries),
-                hedges.map_or(0, |h| h.hedges),
-            ];
+            let counts = UpstreamCounts {
+                retries: retries.map_or(0, |r| r.retries),
+                hedges: hedges.map_or(0, |h| h.hedges),
+            };
             let samples = looks.upstreams.entry(upstream.name.clone()).or_default();
             let mut view = UpstreamSnapshot {
                 name: upstream.name.clone(),
                 retries: retries.map(|r| r.retries),
-                retries_per_second: retries.and_then(|_| samples.rate(now, &counters, 0)),
+                retries_per_second: retries.and_then(|_| samples.rate(now, counts, |c| c.retries)),
                 hedges: hedges.map(|h| h.hedges),
-                hedges_per_second: hedges.and_then(|_| samples.rate(now, &counters, 1)),
+                hedges_per_second: hedges.and_then(|_| samples.rate(now, counts, |c| c.hedges)),
                 endpoints: Vec::new(),
             };
-            samples.push(now, counters);
+            samples.push(now, counts);
             for endpoint in (upstream.endpoints)() {
                 let metrics = endpoint.breaker.metrics();
                 let name = endpoint.breaker.name().to_owned();
-                let counters = [metrics.calls(), metrics.failures, metrics.rejected];
+                let counts = EndpointCounts {
+                    calls: metrics.calls(),
+                    failures: metrics.failures,
+                    rejected: metrics.rejected,
+                };
                 let samples = looks.endpoints.entry(name.clone()).or_default();
                 let latency = endpoint
                     .latency
@@ -278,36 +306,20 @@ impl Registry {
                 });
                 let mut endpoint_view =
                     EndpointSnapshot::new(name.clone(), label, &metrics, latency);
-                endpoint_view.requests_per_second = samples.rate(now, &counters, 0);
-                endpoint_view.error_rate = samples.ratio(now, &counters, 1, 0);
-                endpoint_view.rejected_per_second = samples.rate(now, &counters, 2);
-                samples.push(now, counters);
-                endpoint_view.history = samples.history(0);
+                endpoint_view.requests_per_second = samples.rate(now, counts, |c| c.calls);
+                endpoint_view.error_rate = samples.ratio(now, counts, |c| c.failures, |c| c.calls);
+                endpoint_view.rejected_per_second = samples.rate(now, counts, |c| c.rejected);
+                samples.push(now, counts);
+                endpoint_view.history = samples.history(|c| c.calls);
                 if let Some(status) = &endpoint.balancing {
                     endpoint_view.balancing = Some(BalancingSnapshot::from(status));
                 }
                 view.endpoints.push(endpoint_view);
                 seen_endpoints.push(name);
-                // Hook each breaker once: keep the handle, so its address is not reused while
-                // it is on the list.
-                match hooked
-                    .iter()
-                    .position(|h| h.same_breaker(&endpoint.breaker))
-                {
-                    Some(at) => still_hooked.push(hooked.swap_remove(at)),
-                    None => {
-                        let watchers = Arc::clone(&self.inner.watchers);
-                        endpoint
-                            .breaker
-                            .on_state_change(move |change| watchers.publish(change));
-                        still_hooked.push(endpoint.breaker.clone());
-                    }
-                }
             }
             snapshot.upstreams.push(view);
         }
         // Forget endpoints that are gone (removed by discovery), and upstreams never removed.
-        looks.hooked = still_hooked;
         looks
             .endpoints
             .retain(|name, _| seen_endpoints.iter().any(|seen| seen == name));
@@ -318,7 +330,51 @@ impl Registry {
     pub(super) fn watch(&self) -> mpsc::Receiver<StateChange> {
         let (sender, receiver) = mpsc::channel(WATCHER_BACKLOG);
         self.inner.watchers.senders().push(sender);
+        self.follow_breakers();
         receiver
+    }
+
+    /// Keeps a listener on every breaker registered now while a watcher is connected: hooks the
+    /// breakers that came since the last call, unhooks those that went, and unhooks all once no
+    /// watcher is left. Streams call it when they start, at each tick and when they end.
+    pub(super) fn follow_breakers(&self) {
+        let watchers = &self.inner.watchers;
+        let watched = {
+            let mut senders = watchers.senders();
+            senders.retain(|sender| !sender.is_closed());
+            !senders.is_empty()
+        };
+        let current: Vec<CircuitBreakerHandle> = if watched {
+            let upstreams = self.upstreams().clone();
+            upstreams
+                .iter()
+                .flat_map(|upstream| (upstream.endpoints)())
+                .map(|endpoint| endpoint.breaker)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut hooked = watchers.hooked();
+        hooked.retain(|(breaker, listener)| {
+            let keep = current.iter().any(|now| now.same_breaker(breaker));
+            if !keep {
+                breaker.remove_state_listener(*listener);
+            }
+            keep
+        });
+        for breaker in current {
+            if !hooked.iter().any(|(old, _)| old.same_breaker(&breaker)) {
+                let publish_to = Arc::clone(watchers);
+                let listener = breaker.on_state_change(move |change| publish_to.publish(change));
+                hooked.push((breaker, listener));
+            }
+        }
+    }
+
+    /// Breakers with a listener on them now.
+    #[cfg(test)]
+    pub(super) fn hooked_count(&self) -> usize {
+        self.inner.watchers.hooked().len()
     }
 
     /// Ends every stream (each finishes its current event): call it when the server shuts
@@ -363,20 +419,27 @@ pub(super) fn unix_ms(at: SystemTime) -> u64 {
         })
 }
 
-/// `N` counters as they were at past looks, at most a minute back.
-#[derive(Default)]
-struct Samples<const N: usize> {
-    ring: VecDeque<(Instant, [u64; N])>,
+/// Counters as they were at past looks, at most a minute back.
+struct Samples<C> {
+    ring: VecDeque<(Instant, C)>,
 }
 
-impl<const N: usize> Samples<N> {
-    fn push(&mut self, now: Instant, counters: [u64; N]) {
+impl<C> Default for Samples<C> {
+    fn default() -> Self {
+        Self {
+            ring: VecDeque::new(),
+        }
+    }
+}
+
+impl<C: Copy> Samples<C> {
+    fn push(&mut self, now: Instant, counts: C) {
         if let Some((last, _)) = self.ring.back()
             && now.saturating_duration_since(*last) < MIN_SAMPLE_GAP
         {
             return;
         }
-        self.ring.push_back((now, counters));
+        self.ring.push_back((now, counts));
         while let Some((first, _)) = self.ring.front()
             && now.saturating_duration_since(*first) > HISTORY + MIN_SAMPLE_GAP
         {
@@ -386,7 +449,7 @@ impl<const N: usize> Samples<N> {
 
     /// The sample to measure from: the newest at least [`RATE_WINDOW`] old, else the oldest;
     /// none closer than half a second to `now` (too short to call a rate).
-    fn base(&self, now: Instant) -> Option<(Duration, &[u64; N])> {
+    fn base(&self, now: Instant) -> Option<(Duration, C)> {
         let base = self
             .ring
             .iter()
@@ -394,31 +457,37 @@ impl<const N: usize> Samples<N> {
             .find(|(at, _)| now.saturating_duration_since(*at) >= RATE_WINDOW)
             .or_else(|| self.ring.front())?;
         let elapsed = now.saturating_duration_since(base.0);
-        (elapsed >= Duration::from_millis(500)).then_some((elapsed, &base.1))
+        (elapsed >= Duration::from_millis(500)).then_some((elapsed, base.1))
     }
 
-    /// Counter `field` per second since the base sample.
-    fn rate(&self, now: Instant, counters: &[u64; N], field: usize) -> Option<f64> {
+    /// The counter `field` picks, per second since the base sample.
+    fn rate(&self, now: Instant, counts: C, field: impl Fn(&C) -> u64) -> Option<f64> {
         let (elapsed, base) = self.base(now)?;
-        Some(counters[field].saturating_sub(base[field]) as f64 / elapsed.as_secs_f64())
+        Some(field(&counts).saturating_sub(field(&base)) as f64 / elapsed.as_secs_f64())
     }
 
     /// The growth of `part` over the growth of `whole` since the base sample; none when
     /// `whole` did not grow.
-    fn ratio(&self, now: Instant, counters: &[u64; N], part: usize, whole: usize) -> Option<f64> {
+    fn ratio(
+        &self,
+        now: Instant,
+        counts: C,
+        part: impl Fn(&C) -> u64,
+        whole: impl Fn(&C) -> u64,
+    ) -> Option<f64> {
         let (_, base) = self.base(now)?;
-        let whole = counters[whole].saturating_sub(base[whole]);
-        (whole > 0).then(|| counters[part].saturating_sub(base[part]) as f64 / whole as f64)
+        let grew = whole(&counts).saturating_sub(whole(&base));
+        (grew > 0).then(|| part(&counts).saturating_sub(part(&base)) as f64 / grew as f64)
     }
 
-    /// Counter `field` per second between consecutive samples, oldest first.
-    fn history(&self, field: usize) -> Vec<f64> {
+    /// The counter `field` picks, per second between consecutive samples, oldest first.
+    fn history(&self, field: impl Fn(&C) -> u64) -> Vec<f64> {
         self.ring
             .iter()
             .zip(self.ring.iter().skip(1))
             .map(|((before, old), (after, new))| {
                 let seconds = after.saturating_duration_since(*before).as_secs_f64();
-                new[field].saturating_sub(old[field]) as f64 / seconds.max(0.001)
+                field(new).saturating_sub(field(old)) as f64 / seconds.max(0.001)
             })
             .collect()
     }

@@ -53,7 +53,16 @@ impl Events {
             Poll::Pending => {}
         }
         ready!(self.tick.poll_tick(cx));
+        self.registry.follow_breakers();
         Poll::Ready(Some(event("snapshot", &self.registry.snapshot())))
+    }
+}
+
+impl Drop for Events {
+    /// The last stream to end takes the registry's listeners off the breakers.
+    fn drop(&mut self) {
+        self.changes.close();
+        self.registry.follow_breakers();
     }
 }
 

@@ -234,10 +234,58 @@ async fn a_stream_costs_nothing_once_its_connection_is_gone() {
     let admin = Admin::new(registry.clone());
     let mut body = get(&admin, "GET", "/breakers/events").await.into_body();
     next_event(&mut body).await;
+    assert_eq!(
+        registry.hooked_count(),
+        1,
+        "a connected stream listens to the breaker"
+    );
     drop(body);
-    // The breaker's listener finds no watcher, and forgets the closed one.
+    assert_eq!(
+        registry.hooked_count(),
+        0,
+        "the last stream took its listener off"
+    );
     calls(&mut a, 3, true).await;
     assert_eq!(registry.watcher_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_look_only_reads_and_a_stream_follows_breakers_that_come_and_go() {
+    let endpoints = Arc::new(Mutex::new(vec![endpoint("users@a").handle()]));
+    let registry = Registry::new();
+    let source = Arc::clone(&endpoints);
+    registry.add("users", move || source.lock().unwrap().clone());
+    registry.snapshot();
+    assert_eq!(registry.hooked_count(), 0, "a snapshot adds no listener");
+
+    let admin = Admin::new(registry.clone());
+    let mut body = get(&admin, "GET", "/breakers/events").await.into_body();
+    next_event(&mut body).await;
+    assert_eq!(registry.hooked_count(), 1);
+    let b = endpoint("users@b").handle();
+    endpoints.lock().unwrap().push(b.clone());
+    next_event(&mut body).await;
+    assert_eq!(
+        registry.hooked_count(),
+        2,
+        "the next tick hooked the new breaker"
+    );
+
+    // Changes of the breaker that came later reach the stream as they happen.
+    b.force_open();
+    let (name, transition) = next_event(&mut body).await;
+    assert_eq!(
+        (name.as_str(), &transition["breaker"]),
+        ("transition", &Value::from("users@b"))
+    );
+
+    endpoints.lock().unwrap().remove(0);
+    next_event(&mut body).await;
+    assert_eq!(
+        registry.hooked_count(),
+        1,
+        "the breaker that went was unhooked"
+    );
 }
 
 #[tokio::test]

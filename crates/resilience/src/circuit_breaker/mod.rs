@@ -278,6 +278,10 @@ pub struct CircuitBreakerHandle {
     breaker: StripedArc<Breaker>,
 }
 
+/// Names a listener added with [`CircuitBreakerHandle::on_state_change`], to remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerId(u64);
+
 impl CircuitBreakerHandle {
     /// The breaker's name.
     pub fn name(&self) -> &str {
@@ -325,9 +329,33 @@ impl CircuitBreakerHandle {
     }
 
     /// Calls `listener` on every state change from now on, in order, on the thread that made
-    /// the change. Keep it quick: it runs while the breaker holds its transition lock.
-    pub fn on_state_change(&self, listener: impl Fn(&StateChange) + Send + Sync + 'static) {
-        self.breaker.add_listener(Arc::new(listener));
+    /// the change, until [`remove_state_listener`](Self::remove_state_listener) is given the id
+    /// returned. Keep it quick: it runs while the breaker holds its transition lock.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use resilience::{CircuitBreaker, CircuitBreakerConfig, State};
+    ///
+    /// let breaker = CircuitBreaker::new((), &CircuitBreakerConfig::default()).handle();
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let listener = breaker.on_state_change(move |change| log.lock().unwrap().push(change.to));
+    /// breaker.force_open();
+    /// assert!(breaker.remove_state_listener(listener));
+    /// breaker.reset();
+    /// assert_eq!(*seen.lock().unwrap(), [State::ForcedOpen]);
+    /// ```
+    pub fn on_state_change(
+        &self,
+        listener: impl Fn(&StateChange) + Send + Sync + 'static,
+    ) -> ListenerId {
+        ListenerId(self.breaker.add_listener(Arc::new(listener)))
+    }
+
+    /// Stops calling the listener [`on_state_change`](Self::on_state_change) returned `id` for;
+    /// false when it was removed already.
+    pub fn remove_state_listener(&self, id: ListenerId) -> bool {
+        self.breaker.remove_listener(id.0)
     }
 
     /// Whether both handles are on the same breaker (names need not be unique).

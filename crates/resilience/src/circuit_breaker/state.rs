@@ -68,7 +68,9 @@ pub(super) struct Cold {
     pub(super) probe_successes: u16,
     pub(super) rng: SmallRng,
     pub(super) last_change: Option<StateChange>,
-    pub(super) listeners: Vec<Listener>,
+    /// Each with the number [`add_listener`](Breaker::add_listener) gave it, for removal.
+    pub(super) listeners: Vec<(u64, Listener)>,
+    pub(super) next_listener: u64,
     pub(super) health_check: Option<HealthCheck>,
     /// Gated instances waiting for the breaker to admit calls again, woken on every change.
     pub(super) waiters: Vec<Waker>,
@@ -167,8 +169,21 @@ impl Breaker {
         self.core.events.subscribe()
     }
 
-    pub(crate) fn add_listener(&self, listener: Listener) {
-        self.core.cold().listeners.push(listener);
+    /// Calls `listener` on every change from now on; the number returned removes it.
+    pub(crate) fn add_listener(&self, listener: Listener) -> u64 {
+        let mut cold = self.core.cold();
+        let id = cold.next_listener;
+        cold.next_listener += 1;
+        cold.listeners.push((id, listener));
+        id
+    }
+
+    /// Stops calling the listener numbered `id`; false when there is none.
+    pub(crate) fn remove_listener(&self, id: u64) -> bool {
+        let mut cold = self.core.cold();
+        let before = cold.listeners.len();
+        cold.listeners.retain(|(listener_id, _)| *listener_id != id);
+        cold.listeners.len() != before
     }
 
     /// Checks the endpoint with `check` whenever the breaker opens from now on (and now, if it
@@ -222,6 +237,7 @@ impl Core {
                 rng,
                 last_change: None,
                 listeners: Vec::new(),
+                next_listener: 0,
                 health_check: None,
                 waiters: Vec::new(),
             }),

@@ -100,7 +100,7 @@ impl Core {
             }
             _ => tracing::info!(target: "resilience::circuit_breaker", "{change}"),
         }
-        for listener in &cold.listeners {
+        for (_, listener) in &cold.listeners {
             listener(&change);
         }
         // Nobody subscribed is fine: the event is still in the log and `last_change`.
