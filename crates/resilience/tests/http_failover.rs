@@ -11,7 +11,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use resilience::http::ResilientClient;
+use resilience::http::{AnsweredBy, ResilientClient};
 use resilience::{CircuitBreakerHandle, State};
 use support::{Answer, Server};
 
@@ -54,6 +54,40 @@ fn breaker_of(client: &ResilientClient, server: &Server) -> CircuitBreakerHandle
         .into_iter()
         .find(|breaker| breaker.name().ends_with(&addr))
         .unwrap()
+}
+
+#[tokio::test]
+async fn each_answer_names_the_endpoint_that_gave_it() {
+    let one = Server::start(Answer::Name("one"), "127.0.0.1:0".parse().unwrap()).await;
+    let two = Server::start(Answer::Name("two"), "127.0.0.1:0".parse().unwrap()).await;
+    let client = two_endpoint_client([one.url(), two.url()], Duration::from_secs(1));
+    let mut answered_by = HashSet::new();
+    for _ in 0..6 {
+        let request = client
+            .request(reqwest::Method::GET, "/who")
+            .build()
+            .unwrap();
+        let response = client.execute(request).await.unwrap();
+        let answered = response.extensions().get::<AnsweredBy>().cloned().unwrap();
+        let server = match response.body().as_ref() {
+            b"one" => &one,
+            _ => &two,
+        };
+        assert_eq!(answered.endpoint(), server.url().trim_end_matches('/'));
+        assert_eq!(answered.upstream(), Some("users"));
+        assert!(
+            client
+                .endpoints()
+                .iter()
+                .any(|url| url == answered.endpoint())
+        );
+        answered_by.insert(answered.endpoint().to_owned());
+    }
+    assert_eq!(
+        answered_by.len(),
+        2,
+        "both endpoints answered: {answered_by:?}"
+    );
 }
 
 #[tokio::test]

@@ -108,12 +108,15 @@ impl<K, S, M> EndpointSet<K, S, M> {
 }
 
 impl<K: PartialEq + Clone, S: Clone, M: Clone> EndpointSet<K, S, M> {
-    /// Adds an endpoint, or replaces the service of the endpoint with this key (keeping its
-    /// state); `meta` makes the state of a new one.
+    /// Adds an endpoint, or replaces the key and service of the endpoint with an equal key
+    /// (keeping its state); `meta` makes the state of a new one.
     pub(crate) fn insert(&self, key: K, service: S, meta: impl FnOnce() -> M) {
         self.update(
             |entries| match entries.iter_mut().find(|entry| entry.key == key) {
-                Some(existing) => existing.service = service,
+                Some(existing) => {
+                    existing.key = key;
+                    existing.service = service;
+                }
                 None => entries.push(Entry {
                     key,
                     service,

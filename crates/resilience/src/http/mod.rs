@@ -36,7 +36,7 @@ pub use self::request::{HttpRequest, ResendCount};
 pub use self::reqwest::ResilientClientConfig;
 #[cfg(feature = "reqwest")]
 pub use self::reqwest::{
-    DEFAULT_MAX_BODY, EndpointFuture, HttpEndpoint, ResilientClient, ResilientClientBuilder,
-    ResponseFuture,
+    AnsweredBy, DEFAULT_MAX_BODY, EndpointFuture, HttpEndpoint, ResilientClient,
+    ResilientClientBuilder, ResponseFuture,
 };
 pub use self::retry::{HttpRetryRules, parse_retry_after};

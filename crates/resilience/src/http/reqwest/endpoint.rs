@@ -1,5 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -26,17 +27,72 @@ pub struct HttpEndpoint {
     client: Client,
     base: Url,
     max_body: usize,
+    answered_by: AnsweredBy,
+}
+
+/// Which endpoint answered: in the extensions of every response an [`HttpEndpoint`] (so every
+/// [`ResilientClient`](super::ResilientClient)) returns, whichever endpoint the balancer, a
+/// retry or a hedge ended on.
+///
+/// ```no_run
+/// use resilience::http::{AnsweredBy, ResilientClient};
+///
+/// # async fn example() -> Result<(), resilience::BoxError> {
+/// let users = ResilientClient::builder("users")
+///     .endpoints(["http://127.0.0.1:8081", "http://127.0.0.1:8083"])
+///     .build()?;
+/// let response = users.execute(users.request(reqwest::Method::GET, "/users/1").build()?).await?;
+/// if let Some(answered) = response.extensions().get::<AnsweredBy>() {
+///     println!("{} answered for {:?}", answered.endpoint(), answered.upstream());
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnsweredBy(Arc<Answerer>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Answerer {
+    upstream: Option<Arc<str>>,
+    endpoint: Arc<str>,
+}
+
+impl AnsweredBy {
+    /// The endpoint's URL without a trailing slash: the key
+    /// [`ResilientClient::endpoints`](super::ResilientClient::endpoints) lists it by.
+    pub fn endpoint(&self) -> &str {
+        &self.0.endpoint
+    }
+
+    /// The upstream it belongs to, when the endpoint is a [`ResilientClient`](super::ResilientClient)'s.
+    pub fn upstream(&self) -> Option<&str> {
+        self.0.upstream.as_deref()
+    }
 }
 
 impl HttpEndpoint {
     /// Sends requests to `base` through `client`, reading at most [`DEFAULT_MAX_BODY`] bytes of
     /// each answer.
     pub fn new(client: Client, base: Url) -> Self {
+        let answered_by = AnsweredBy(Arc::new(Answerer {
+            upstream: None,
+            endpoint: Arc::from(base.as_str().trim_end_matches('/')),
+        }));
         Self {
             client,
             base,
             max_body: DEFAULT_MAX_BODY,
+            answered_by,
         }
+    }
+
+    /// Names `upstream` as the one this endpoint answers for, in [`AnsweredBy`].
+    pub(super) fn answering_as(mut self, upstream: &str, endpoint: Arc<str>) -> Self {
+        self.answered_by = AnsweredBy(Arc::new(Answerer {
+            upstream: Some(Arc::from(upstream)),
+            endpoint,
+        }));
+        self
     }
 
     /// Reads at most `bytes` of each answer instead.
@@ -60,6 +116,7 @@ impl HttpEndpoint {
             state: Exchange::Sending {
                 future: self.client.call(request),
                 max_body: self.max_body,
+                answered_by: Some(self.answered_by.clone()),
             },
         }
     }
@@ -108,6 +165,7 @@ pin_project! {
             #[pin]
             future: <Client as Service<Request>>::Future,
             max_body: usize,
+            answered_by: Option<AnsweredBy>,
         },
         Reading {
             parts: Option<http::response::Parts>,
@@ -124,9 +182,16 @@ impl Future for ResponseFuture {
         loop {
             let mut state = self.as_mut().project().state;
             match state.as_mut().project() {
-                ExchangeProj::Sending { future, max_body } => {
+                ExchangeProj::Sending {
+                    future,
+                    max_body,
+                    answered_by,
+                } => {
                     let response = ready!(future.poll(cx))?;
-                    let (parts, body) = http::Response::from(response).into_parts();
+                    let (mut parts, body) = http::Response::from(response).into_parts();
+                    if let Some(answered_by) = answered_by.take() {
+                        parts.extensions.insert(answered_by);
+                    }
                     let body = ReadBody::new(body, *max_body);
                     state.set(Exchange::Reading {
                         parts: Some(parts),
