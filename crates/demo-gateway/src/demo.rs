@@ -306,11 +306,23 @@ pub async fn run_service(command: ServiceCommand) -> ExitCode {
         ServiceCommand::Users {
             config,
             exit_with_parent,
-        } => demo_users::main_with(config, stop_signal(exit_with_parent)).await,
+        } => {
+            demo_kit::resource::main_with::<demo_users::Users>(
+                config.settings(),
+                stop_signal(exit_with_parent),
+            )
+            .await
+        }
         ServiceCommand::Orders {
             config,
             exit_with_parent,
-        } => demo_orders::main_with(config, stop_signal(exit_with_parent)).await,
+        } => {
+            demo_kit::resource::main_with::<demo_orders::Orders>(
+                config.settings(),
+                stop_signal(exit_with_parent),
+            )
+            .await
+        }
     }
 }
 

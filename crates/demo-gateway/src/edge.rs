@@ -9,10 +9,12 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use demo_kit::{AppError, HttpResponse};
+use futures::future::Either;
 use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::access::{self, Grant};
@@ -68,36 +70,30 @@ pub(crate) struct Edge<S> {
 
 impl<S, B> Service<http::Request<B>> for Edge<S>
 where
-    S: Service<http::Request<B>, Response = HttpResponse, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<http::Request<B>, Response = HttpResponse, Error = Infallible>,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
     type Response = HttpResponse;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+    /// The app's answer, counted, in this layer's own future; refusals and the dashboard's
+    /// answers (neither on the proxied path) are boxed.
+    type Future = Either<Counted<S::Future>, BoxFuture>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let route = route_of(request.uri().path());
-        let method = method_label(request.method());
-        let metrics: Metrics = self.state.metrics().clone();
-        let count = move |status: http::StatusCode| {
-            metrics.count_request(RequestLabels {
-                route,
-                method,
-                status: status.as_u16(),
-            });
+        let count = Count {
+            metrics: self.state.metrics().clone(),
+            route: route_of(request.uri().path()),
+            method: method_label(request.method()),
         };
         let refuse = |refusal: AppError| -> Self::Future {
             let response = refusal.into_http_response();
-            count(response.status());
-            Box::pin(std::future::ready(Ok(response)))
+            count.count(response.status());
+            Either::Right(Box::pin(std::future::ready(Ok(response))))
         };
         if is_admin_path(request.uri().path()) {
             let grant = match self.state.admin_keys().authorize(
@@ -112,7 +108,7 @@ where
             let mut admin = self.state.admin().clone();
             if admin.serves(request.uri().path()) {
                 let answer = admin.call(request);
-                return Box::pin(async move {
+                return Either::Right(Box::pin(async move {
                     let Ok(response) = answer.await;
                     let mut response =
                         response.map(|body| body.map_err(|never| match never {}).boxed_unsync());
@@ -123,23 +119,67 @@ where
                             .headers_mut()
                             .insert(http::header::SET_COOKIE, cookie);
                     }
-                    count(response.status());
+                    count.count(response.status());
                     Ok(response)
-                });
+                }));
             }
-        } else if !routes::OPEN.contains(&route)
+        } else if !routes::OPEN.contains(&count.route)
             && let Err(refusal) = self.state.keys().admit(request.headers())
         {
             return refuse(refusal);
         }
-        // Call the instance that was polled ready, and keep a fresh clone for the next request.
-        let clone = self.inner.clone();
-        let mut ready = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let response = ready.call(request).await?;
-            count(response.status());
-            Ok(response)
+        // The inner service was polled ready for this call, and is called now, not later in a
+        // future: no clone of it is needed.
+        Either::Left(Counted {
+            inner: self.inner.call(request),
+            count: Some(count),
         })
+    }
+}
+
+/// A boxed answer.
+type BoxFuture = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+
+/// What a request is counted under, once answered.
+#[derive(Debug)]
+struct Count {
+    metrics: Metrics,
+    route: &'static str,
+    method: &'static str,
+}
+
+impl Count {
+    fn count(&self, status: http::StatusCode) {
+        self.metrics.count_request(RequestLabels {
+            route: self.route,
+            method: self.method,
+            status: status.as_u16(),
+        });
+    }
+}
+
+pin_project! {
+    /// The app's answer, counted when it comes.
+    pub(crate) struct Counted<F> {
+        #[pin]
+        inner: F,
+        count: Option<Count>,
+    }
+}
+
+impl<F> Future for Counted<F>
+where
+    F: Future<Output = Result<HttpResponse, Infallible>>,
+{
+    type Output = Result<HttpResponse, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.inner.poll(cx));
+        if let Some(count) = this.count.take() {
+            count.count(response.status());
+        }
+        Poll::Ready(Ok(response))
     }
 }
 

@@ -8,10 +8,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use demo_kit::AppError;
+use demo_kit::{AppError, BoxError};
 use http::{HeaderMap, HeaderName, Method};
 use resilience::http::ResilientClient;
-use resilience::{CircuitBreakerConfig, InvalidConfig, State};
+use resilience::{CircuitBreakerConfig, State};
 use tokio::sync::watch;
 
 use crate::config::UpstreamSettings;
@@ -49,7 +49,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// A client for `service` over `endpoints`, configured by `settings`.
+    /// A client for `service` over `endpoints`, configured by `settings`, sending through
+    /// [`demo_kit::proxy_client`] (the reqwest configuration `reqwest-floor` measures too).
     ///
     /// With `--mesh` the mesh's sidecar retries and breaks, so the gateway does neither (one
     /// attempt, no hedging, no health checks, every breaker forced closed, which
@@ -60,13 +61,14 @@ impl Upstream {
         short_name: &str,
         endpoints: &[String],
         settings: &UpstreamSettings,
-    ) -> Result<Self, InvalidConfig> {
+    ) -> Result<Self, BoxError> {
         let breaker = CircuitBreakerConfig::builder()
             .consecutive_failures(settings.breaker_failures)
             .open_duration(settings.breaker_open)
             .max_open_duration(settings.breaker_max_open.max(settings.breaker_open))
             .build()?;
         let mut client = ResilientClient::builder(short_name)
+            .client(demo_kit::proxy_client::proxy_client()?)
             .endpoints(endpoints.iter().cloned())
             .attempt_timeout(settings.attempt_timeout)
             .deadline(settings.deadline)

@@ -1,29 +1,40 @@
 //! The innermost service: a rustapi-rs app's `request_dispatcher()` as a tower service.
+//!
+//! rustapi-rs forces this one: its `Request` holds hyper's `Incoming` or bytes already read,
+//! and its dispatcher is an `async fn`, so the body is read here and the dispatch's future is
+//! boxed (its type cannot be named).
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::Method;
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use rustapi_core::{BodyVariant, PathParams, RequestDispatcher, RustApi};
 use tower::Service;
+use tower_http::body::Limited;
 
 use crate::error::AppError;
 use crate::stack::{BoxError, BoxFuture, HttpResponse, boxed};
 
-/// The innermost service: reads the request body (at most `body_limit` bytes, 413 beyond) and
-/// hands the request to the app's `request_dispatcher()`. `HEAD` is dispatched as `GET`, since
-/// rustapi-rs routes have no `HEAD`; hyper leaves the body out of a `HEAD` answer.
+/// The innermost service: reads the request body and hands the request to the app's
+/// `request_dispatcher()`. `HEAD` is dispatched as `GET`, since rustapi-rs routes have no
+/// `HEAD`; hyper leaves the body out of a `HEAD` answer.
 ///
-/// rustapi-rs's `Request` holds either hyper's `Incoming` or buffered bytes; buffering here lets
-/// the same service take any body type (in-process tests, bodies wrapped by tower-http layers)
-/// and bounds the body no matter how it arrives. rustapi-rs's own body limit is applied only by
-/// its `run()`, not by the dispatcher.
+/// It takes only bodies already capped by tower-http's [`Limited`] (the [`Stack`]'s
+/// `RequestBodyLimit`, the one cap on a request body), so it cannot be handed an unbounded one;
+/// a body that passes the cap is answered 413, saying `body_limit`. rustapi-rs's own body limit
+/// is applied only by its `run()`, not by the dispatcher. Buffering here lets the same service
+/// take any body type (in-process tests, bodies wrapped by tower-http layers).
+///
+/// [`Stack`]: crate::Stack
 #[derive(Clone)]
 pub struct RustApiService {
-    dispatcher: RequestDispatcher,
+    /// Shared, so that a request's future holds a reference count rather than a copy of the
+    /// dispatcher's parts.
+    dispatcher: Arc<RequestDispatcher>,
     body_limit: usize,
 }
 
@@ -36,11 +47,11 @@ impl std::fmt::Debug for RustApiService {
 }
 
 impl RustApiService {
-    /// Serves `app`'s routes, state and rustapi middleware, reading at most `body_limit` bytes
-    /// of each request body.
+    /// Serves `app`'s routes, state and rustapi middleware, behind a body cap of `body_limit`
+    /// bytes (the [`Stack`](crate::Stack)'s).
     pub fn new(app: &RustApi, body_limit: usize) -> Self {
         Self {
-            dispatcher: app.request_dispatcher(),
+            dispatcher: Arc::new(app.request_dispatcher()),
             body_limit,
         }
     }
@@ -58,7 +69,7 @@ fn is_length_limit(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-impl<B> Service<http::Request<B>> for RustApiService
+impl<B> Service<http::Request<Limited<B>>> for RustApiService
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -71,8 +82,8 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let dispatcher = self.dispatcher.clone();
+    fn call(&mut self, req: http::Request<Limited<B>>) -> Self::Future {
+        let dispatcher = Arc::clone(&self.dispatcher);
         let limit = self.body_limit;
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
@@ -80,7 +91,7 @@ where
             if parts.method == Method::HEAD {
                 parts.method = Method::GET;
             }
-            let bytes = match Limited::new(body, limit).collect().await {
+            let bytes = match body.collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(err) if is_length_limit(&*err) => {
                     return Ok(AppError::payload_too_large(limit).into_http_response());

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::future::Either;
 use http::StatusCode;
 use rustapi_core::{Body, RustApi, State};
 use serde::{Deserialize, Serialize};
@@ -233,7 +234,9 @@ where
 {
     type Response = HttpResponse;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+    /// The inner future as it is while no fault is set; boxed only to inject one.
+    type Future =
+        Either<S::Future, Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -245,7 +248,7 @@ where
             _ => None,
         };
         let Some(setting) = setting.filter(|setting| *setting != FaultConfig::default()) else {
-            return Box::pin(self.inner.call(req));
+            return Either::Left(self.inner.call(req));
         };
         let fail = self
             .faults
@@ -254,7 +257,7 @@ where
         // Decide before sleeping, and do not call the inner service for a failure: an injected
         // 500 must not have written anything.
         let fut = (!fail).then(|| self.inner.call(req));
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(setting.latency_ms)).await;
             let response = match fut {
                 Some(fut) => fut.await?,
@@ -268,7 +271,7 @@ where
                 return Ok(stall_halfway(response).await);
             }
             Ok(response)
-        })
+        }))
     }
 }
 

@@ -1,26 +1,36 @@
-//! One JSON error shape for every error answer, including those made outside the handlers.
+//! The last touches on every answer: `x-served-by`, and one JSON error shape for every error
+//! answer, including those made outside the handlers.
 //!
 //! rustapi-rs answers its own 404/405 and extractor failures as
 //! `{"error": {"type", "message"}, "error_id"}` and tower-http's body limit answers 413 in plain
 //! text; this layer rewrites such answers into `{"error": {"code", "message"}}`. Answers made by
 //! [`AppError`] are marked and pass untouched, and so do bodies already in the shape.
+//!
+//! An answer that needs no rewriting (nearly all) passes with its body as it came: the future
+//! is this layer's own, and only a rewrite, which reads the old body, is boxed.
 
 use std::convert::Infallible;
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{HeaderName, Method, header};
+use http::{HeaderName, HeaderValue, Method, Uri, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, Either, Limited};
+use pin_project_lite::pin_project;
 use tower::Service;
 
+use crate::SERVED_BY;
 use crate::error::{AppError, ErrorCode, JsonErrorBody};
-use crate::stack::{BoxError, BoxFuture, HttpResponse, boxed};
+use crate::stack::{BoxError, BoxFuture, HttpResponse, ResponseBody};
 
-/// Rewrites error responses that were not made by [`AppError`] into the JSON error shape.
-#[derive(Debug, Clone, Copy)]
+/// Adds `x-served-by` to every answer and rewrites error answers that were not made by
+/// [`AppError`] into the JSON error shape.
+#[derive(Debug, Clone)]
 pub(crate) struct JsonErrorsLayer {
     pub(crate) body_limit: usize,
+    pub(crate) served_by: Option<HeaderValue>,
 }
 
 impl<S> tower::Layer<S> for JsonErrorsLayer {
@@ -30,6 +40,7 @@ impl<S> tower::Layer<S> for JsonErrorsLayer {
         JsonErrors {
             inner,
             body_limit: self.body_limit,
+            served_by: self.served_by.clone(),
         }
     }
 }
@@ -38,38 +49,112 @@ impl<S> tower::Layer<S> for JsonErrorsLayer {
 pub(crate) struct JsonErrors<S> {
     inner: S,
     body_limit: usize,
+    served_by: Option<HeaderValue>,
 }
+
+/// An answer's body: as the inner service made it, or rewritten.
+pub(crate) type AnswerBody<B> = Either<B, ResponseBody>;
 
 impl<S, B, ResBody> Service<http::Request<B>> for JsonErrors<S>
 where
     S: Service<http::Request<B>, Response = http::Response<ResBody>, Error = Infallible>,
-    S::Future: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
-    type Response = HttpResponse;
+    type Response = http::Response<AnswerBody<ResBody>>;
     type Error = Infallible;
-    type Future = BoxFuture<Result<HttpResponse, Infallible>>;
+    type Future = ResponseFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        // The method and URI are kept for the message of a rewritten answer; both clones are
+        // reference counts (or a copy of a standard method), not allocations.
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let body_limit = self.body_limit;
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let res = fut.await?;
-            let status = res.status();
-            if !(status.is_client_error() || status.is_server_error())
-                || res.extensions().get::<JsonErrorBody>().is_some()
-            {
-                return Ok(boxed(res));
+        let uri = req.uri().clone();
+        ResponseFuture {
+            state: State::Inner {
+                future: self.inner.call(req),
+            },
+            method,
+            uri,
+            body_limit: self.body_limit,
+            served_by: self.served_by.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`JsonErrors`]: the inner answer, rewritten when it must be.
+    pub(crate) struct ResponseFuture<F, ResBody> {
+        #[pin]
+        state: State<F, ResBody>,
+        method: Method,
+        uri: Uri,
+        body_limit: usize,
+        served_by: Option<HeaderValue>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, ResBody> {
+        Inner {
+            #[pin]
+            future: F,
+        },
+        Rewriting {
+            future: BoxFuture<HttpResponse>,
+            // Ties the state to the inner body type it would have passed on.
+            _body: std::marker::PhantomData<fn() -> ResBody>,
+        },
+    }
+}
+
+impl<F, ResBody> Future for ResponseFuture<F, ResBody>
+where
+    F: Future<Output = Result<http::Response<ResBody>, Infallible>>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Output = Result<http::Response<AnswerBody<ResBody>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let mut answer = loop {
+            match this.state.as_mut().project() {
+                StateProj::Inner { future } => {
+                    let Ok(res) = ready!(future.poll(cx));
+                    let status = res.status();
+                    if !(status.is_client_error() || status.is_server_error())
+                        || res.extensions().get::<JsonErrorBody>().is_some()
+                    {
+                        break res.map(Either::Left);
+                    }
+                    let rewrite = normalize(
+                        res,
+                        this.method.clone(),
+                        this.uri.path().to_owned(),
+                        *this.body_limit,
+                    );
+                    this.state.set(State::Rewriting {
+                        future: Box::pin(rewrite),
+                        _body: std::marker::PhantomData,
+                    });
+                }
+                StateProj::Rewriting { future, .. } => {
+                    break ready!(future.as_mut().poll(cx)).map(Either::Right);
+                }
             }
-            Ok(normalize(res, &method, &path, body_limit).await)
-        })
+        };
+        if let Some(name) = this.served_by {
+            answer
+                .headers_mut()
+                .insert(HeaderName::from_static(SERVED_BY), name.clone());
+        }
+        Poll::Ready(Ok(answer))
     }
 }
 
@@ -78,8 +163,8 @@ where
 /// (say, an upstream's 404 passed through by the gateway) is kept as it is.
 async fn normalize<B>(
     res: http::Response<B>,
-    method: &Method,
-    path: &str,
+    method: Method,
+    path: String,
     limit: usize,
 ) -> HttpResponse
 where

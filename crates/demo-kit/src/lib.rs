@@ -2,33 +2,29 @@
 //!
 //! All three services are [rustapi-rs](https://docs.rs/rustapi-rs) apps, but rustapi-rs's own
 //! `run()` cannot serve a listener you bound (so tests cannot use `127.0.0.1:0`), cuts in-flight
-//! requests on shutdown and accepts no tower layers. This crate replaces it, once, for all three:
+//! requests on shutdown and accepts no tower layers. This crate replaces it, once, for all three,
+//! and holds what the services would otherwise each write again. Each module, what it is for,
+//! and why it is not a dependency instead:
 //!
-//! - [`Stack`] turns a [`RustApi`](rustapi_core::RustApi) app into a tower
-//!   [`HttpService`]: the app's `request_dispatcher()` behind tower-http layers for tracing,
-//!   request ids (an incoming `x-request-id` is kept, otherwise one is made, and it is echoed on
-//!   the response), a request body limit that also catches chunked bodies, optional fault
-//!   injection, an `x-served-by` header, and one JSON error shape for every error, including the
-//!   404/405/413 answers produced outside the handlers.
-//! - [`serve`] runs any such service on a bound [`tokio::net::TcpListener`] and, when the shutdown
-//!   future completes, stops accepting and drains in-flight requests.
-//! - [`AppError`] is the one error type with the one mapping to HTTP
-//!   (`{"error": {"code": "...", "message": "..."}}`).
-//! - [`register`]: a replica registering itself in etcd under a lease it keeps alive, and
-//!   leaving the set on graceful shutdown (`--register etcd://HOST:PORT/PREFIX`).
-//! - [`shutdown_signal`] completes on SIGTERM or Ctrl-C; [`init_telemetry`] sets up logging
-//!   and OpenTelemetry tracing (W3C trace context in, spans exported with `--otlp-endpoint`;
-//!   [`telemetry`]);
-//!   [`announce_listening`] prints the bound address for a parent process.
-//! - [`faults`]: injected latency and 500s, switchable at run time through `/admin/faults`.
-//! - [`input`] and [`response`]: parsing ids, pagination and JSON bodies into 400/422 errors that
-//!   name the field, and building JSON answers (rustapi-rs's `Json<T>` cannot set a status).
-//!
-//! Features: `sqlite` adds a small rusqlite connection pool (`sqlite`) and `Idempotency-Key`
-//! storage (`idempotency`) for the services; `postgres` adds PostgreSQL as the alternative
-//! (`postgres`), the [`Database`](database::Database) that is either, and [`Replica`];
-//! `testing` adds helpers for tests (`testing`), among them throwaway PostgreSQL, etcd and
-//! DNS (dnsmasq) servers.
+//! | module | for | why ours |
+//! |---|---|---|
+//! | `serve` ([`serve`]) | the accept loop: a tower service on a bound listener, drained on shutdown (hyper-util's `GracefulShutdown`) | rustapi-rs's `run()` binds its own address and never drains |
+//! | `dispatch` ([`RustApiService`]) | a rustapi-rs app's `request_dispatcher()` as a tower service | rustapi-rs takes no tower layers |
+//! | `stack` ([`Stack`]) | the tower-http layers around it: request ids, tracing, the one body cap, JSON errors, faults | the composition; the layers are tower-http's where tower-http has them |
+//! | `json_errors` | `x-served-by`, and one JSON error shape for answers rustapi-rs and tower-http make | rustapi-rs answers its 404/405/extractor errors in its own shape |
+//! | `error` ([`AppError`]) | the one error type with the one mapping to HTTP (`{"error": {"code", "message"}}`) | the project's error contract |
+//! | [`input`], [`response`] | ids, pagination and JSON bodies into 400/422 errors that name the field; JSON answers with any status | rustapi-rs's `Json<T>` answers 400 for a missing field and cannot set a status |
+//! | `extract` ([`PeerAddr`], [`RawQuery`]) | the connection's peer address and the raw query | rustapi-rs's `ClientIp` trusts `X-Forwarded-For` and its server never records the peer; its `Query<T>` answers in its own shape |
+//! | [`telemetry`] (and `request_log`) | logs and OpenTelemetry traces set up once; the caller's W3C context continued; log lines carry the request's ids without a span per request | the span per request cost a tenth of the gateway's work (see `request_log`) |
+//! | [`faults`] | injected latency, 500s and stalled bodies, switchable at run time (`/admin/faults`) | demo and test tooling |
+//! | [`proxy_client`] | the reqwest client a proxy forwards through, shared by the gateway and the bench's `reqwest-floor` | reqwest's defaults are a web client's |
+//! | `shutdown`, `service_main` ([`shutdown_signal`], [`run_service`]) | SIGTERM/Ctrl-C; what every service binary does after parsing its flags | a few lines each, written once |
+//! | [`register`] | a replica registering itself in etcd under a lease (`--register`) | the etcd client is etcd-client's; this is the lease's life cycle |
+//! | `sqlite` (feature `sqlite`) | how a SQLite connection is opened for sharing one file, in deadpool's pool | deadpool-sqlite pins an older rusqlite |
+//! | `idempotency` (feature `sqlite`) | `Idempotency-Key` on POST, in the service's own database | an application concern |
+//! | `postgres`, `database`, `Replica` (feature `postgres`) | PostgreSQL as the alternative, the `Database` that is either, and what a replica holds | deadpool-postgres, refinery underneath |
+//! | `resource` (feature `postgres`) | a service of one resource (users, orders), written once: app, probes, layers, `main` | the two services differed in names only |
+//! | `testing` (feature `testing`) | in-process calls, child-process guards, throwaway PostgreSQL, etcd and DNS servers | test tooling |
 //!
 //! ```no_run
 //! use demo_kit::{Stack, serve, shutdown_signal};
@@ -58,11 +54,13 @@ pub mod input;
 mod json_errors;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod proxy_client;
 pub mod register;
 #[cfg(feature = "postgres")]
 mod replica;
-mod request_id;
 mod request_log;
+#[cfg(feature = "postgres")]
+pub mod resource;
 pub mod response;
 mod serve;
 mod service_main;

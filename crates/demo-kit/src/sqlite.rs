@@ -1,23 +1,30 @@
-//! A small SQLite connection pool for the demo services (feature `sqlite`).
+//! SQLite for the demo services (feature `sqlite`): how a connection is opened, and a pool of
+//! them, deadpool's (the pool deadpool-postgres uses for PostgreSQL here too).
 //!
-//! rusqlite is synchronous, so each use of a connection runs on tokio's blocking pool. Every
-//! connection is opened the same way, so that several processes can share one database file:
-//! WAL journal (readers never block the writer, and a committed write is visible to every
-//! connection at once), a busy timeout (a writer waits for another process's write instead of
-//! failing), `synchronous = NORMAL` (in WAL mode a committed transaction survives a process
-//! crash; only an OS crash or power loss can lose the last ones) and foreign keys on.
+//! rusqlite is synchronous, so each use of a connection runs on tokio's blocking pool
+//! (deadpool-sync's `interact`). Every connection is opened the same way, so that several
+//! processes can share one database file: WAL journal (readers never block the writer, and a
+//! committed write is visible to every connection at once), a busy timeout (a writer waits for
+//! another process's write instead of failing), `synchronous = NORMAL` (in WAL mode a committed
+//! transaction survives a process crash; only an OS crash or power loss can lose the last ones)
+//! and foreign keys on.
+//!
+//! What is ours is only what deadpool-sqlite would have given, written against the rusqlite
+//! the workspace uses (deadpool-sqlite and r2d2_sqlite pin older ones, and Cargo allows one
+//! `libsqlite3-sys` per build): the connection manager, and errors mapped to HTTP.
 //!
 //! Writers should start with `BEGIN IMMEDIATE` ([`rusqlite::TransactionBehavior::Immediate`]) so
 //! the write lock is taken up front and waited for, rather than a read lock being upgraded
 //! later, which SQLite may refuse with `SQLITE_BUSY` without waiting.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use deadpool::Runtime;
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use deadpool_sync::{InteractError, SyncWrapper};
 use rusqlite::{Connection, ErrorCode as SqliteCode};
-use tokio::sync::Semaphore;
 
 use crate::error::AppError;
 
@@ -36,6 +43,9 @@ pub enum PoolError {
     /// The directory for the database file cannot be created.
     #[error("cannot create the database directory: {0}")]
     CreateDir(#[source] std::io::Error),
+    /// The pool itself failed (no runtime for its blocking tasks); not expected once built.
+    #[error("database pool: {0}")]
+    Pool(String),
     /// The closure panicked; its connection was dropped.
     #[error("database task panicked")]
     Panicked,
@@ -73,21 +83,6 @@ pub fn is_unique_violation(err: &rusqlite::Error) -> bool {
     )
 }
 
-/// A fixed-size pool of SQLite connections to one file. Cloning shares the pool.
-#[derive(Debug, Clone)]
-pub struct Pool {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    path: PathBuf,
-    size: u32,
-    idle: Mutex<Vec<Connection>>,
-    permits: Semaphore,
-    closed: AtomicBool,
-}
-
 /// Opens one connection configured for sharing the file between processes (see module docs).
 ///
 /// # Errors
@@ -121,10 +116,44 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Opens connections to one file for deadpool, each with [`open_connection`] on the blocking
+/// pool.
+#[derive(Debug)]
+struct Manager {
+    path: Arc<Path>,
+}
+
+impl managed::Manager for Manager {
+    type Type = SyncWrapper<Connection>;
+    type Error = rusqlite::Error;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        let path = Arc::clone(&self.path);
+        SyncWrapper::new(Runtime::Tokio1, move || open_connection(&path)).await
+    }
+
+    /// A connection is reused unless a closure panicked while holding it. No query is sent to
+    /// check it (deadpool-sqlite sends one per checkout): a file connection does not go stale,
+    /// and a query would be one more trip through the blocking pool per request.
+    async fn recycle(&self, conn: &mut Self::Type, _: &Metrics) -> RecycleResult<Self::Error> {
+        if conn.is_mutex_poisoned() {
+            return Err(RecycleError::message("a closure panicked with it"));
+        }
+        Ok(())
+    }
+}
+
+/// A pool of up to `size` SQLite connections to one file. Cloning shares the pool.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pool: managed::Pool<Manager>,
+    path: PathBuf,
+}
+
 impl Pool {
     /// A pool of up to `size` connections to `path` (created if missing, parent directories
-    /// included). One connection is opened now, so a bad path fails here and not on the first
-    /// request.
+    /// included). One connection is opened (and closed) now, so a bad path fails here and not
+    /// on the first request, and a new file is in WAL mode before any request.
     ///
     /// # Errors
     /// The directory or file cannot be created or opened.
@@ -133,22 +162,21 @@ impl Pool {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(PoolError::CreateDir)?;
         }
-        let size = size.max(1);
-        let first = open_connection(&path).map_err(PoolError::Open)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path,
-                size,
-                idle: Mutex::new(vec![first]),
-                permits: Semaphore::new(size as usize),
-                closed: AtomicBool::new(false),
-            }),
-        })
+        drop(open_connection(&path).map_err(PoolError::Open)?);
+        let manager = Manager {
+            path: Arc::from(path.as_path()),
+        };
+        let pool = managed::Pool::builder(manager)
+            .max_size(size.max(1) as usize)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|err| PoolError::Pool(err.to_string()))?;
+        Ok(Self { pool, path })
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.path
     }
 
     /// Runs `f` with a connection on the blocking thread pool, waiting for a free connection
@@ -162,79 +190,31 @@ impl Pool {
         T: Send + 'static,
         E: From<PoolError> + Send + 'static,
     {
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(PoolError::Closed.into());
-        }
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| PoolError::Closed)?;
-        let idle = self.take_idle();
-        let inner = self.inner.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut conn = match idle {
-                Some(conn) => conn,
-                None => open_connection(&inner.path).map_err(PoolError::Open)?,
-            };
-            let result = f(&mut conn);
-            Ok::<_, PoolError>((conn, result))
-        })
-        .await;
-        match joined {
-            Ok(Ok((conn, result))) => {
-                self.put_idle(conn);
-                result
-            }
-            Ok(Err(pool_err)) => Err(pool_err.into()),
-            // The connection went down with the panicking closure; a new one is opened later.
-            Err(_) => Err(PoolError::Panicked.into()),
+        let conn = self.pool.get().await.map_err(|err| match err {
+            managed::PoolError::Closed => PoolError::Closed,
+            managed::PoolError::Backend(err) => PoolError::Open(err),
+            other => PoolError::Pool(other.to_string()),
+        })?;
+        match conn.interact(f).await {
+            Ok(result) => result,
+            // The connection's mutex is poisoned: the pool drops it when it comes back.
+            Err(InteractError::Panic(_)) => Err(PoolError::Panicked.into()),
+            // deadpool-sync says it never answers this; the runtime shutting down would.
+            Err(InteractError::Cancelled) => Err(PoolError::Closed.into()),
         }
     }
 
-    fn take_idle(&self) -> Option<Connection> {
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop()
-    }
-
-    fn put_idle(&self, conn: Connection) {
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(conn);
-    }
-
-    /// Closes the pool: waits until no connection is in use, then closes every connection
-    /// (SQLite checkpoints the WAL when the last connection to a file closes). Later
-    /// [`run`](Self::run) calls fail with [`PoolError::Closed`].
+    /// Closes the pool: later [`run`](Self::run) calls fail with [`PoolError::Closed`], idle
+    /// connections close now and those in use as they come back (SQLite checkpoints the WAL
+    /// when the last connection to a file closes). The services close it after their drain, when
+    /// none is in use.
     pub async fn close(&self) {
-        self.inner.closed.store(true, Ordering::Release);
-        // Every in-flight `run` holds a permit; taking them all waits for those to finish.
-        if let Ok(all) = self.inner.permits.acquire_many(self.inner.size).await {
-            all.forget();
-        }
-        self.inner.permits.close();
-        let conns = std::mem::take(
-            &mut *self
-                .inner
-                .idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        let closed = tokio::task::spawn_blocking(move || {
-            for conn in conns {
-                if let Err((_, err)) = conn.close() {
-                    tracing::warn!(%err, "closing a database connection failed");
-                }
-            }
-        })
-        .await;
-        if closed.is_err() {
+        // Closing a connection may checkpoint the WAL: file I/O, kept off the async threads.
+        let pool = self.pool.clone();
+        if tokio::task::spawn_blocking(move || pool.close())
+            .await
+            .is_err()
+        {
             tracing::warn!("closing the database panicked");
         }
     }

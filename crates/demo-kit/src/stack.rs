@@ -5,14 +5,19 @@
 //!
 //! | layer | why |
 //! |---|---|
-//! | `x-served-by` | every answer, errors included, says which replica made it |
-//! | `SetRequestId` / `PropagateRequestId` (tower-http) | keep the caller's `x-request-id` or make one, and echo it; rustapi-rs's `RequestIdLayer` always makes a new one |
+//! | `SetRequestId` / `PropagateRequestId` (tower-http, `MakeRequestUuid`) | keep the caller's `x-request-id` or make a UUID, and echo it; rustapi-rs's `RequestIdLayer` always makes a new one |
 //! | [`ServerContextLayer`](crate::telemetry::ServerContextLayer) | continues the caller's W3C trace context (`traceparent`, `tracestate`) for the request's future, and (when no spans are exported) gives log lines the request's fields |
 //! | `Trace` (tower-http) | when spans are exported, one OpenTelemetry server span per request ([`server_span`](crate::telemetry::server_span)), continuing the caller's `traceparent`, carrying the request id and trace id; 5xx logged as failures |
-//! | JSON errors | rewrites error answers not made by [`AppError`](crate::AppError) (rustapi-rs's 404/405 and extractor errors, tower-http's plain-text 413) into the one JSON shape |
-//! | `RequestBodyLimit` (tower-http) | rejects an over-long `Content-Length` before reading; caps a chunked body as it streams |
+//! | answers ([`json_errors`](crate::json_errors)) | every answer says which replica made it (`x-served-by`), and error answers not made by [`AppError`](crate::AppError) (rustapi-rs's 404/405 and extractor errors, tower-http's plain-text 413) are rewritten into the one JSON shape |
+//! | `RequestBodyLimit` (tower-http) | the one cap on the request body: rejects an over-long `Content-Length` before reading, and caps a chunked body as it streams |
 //! | faults | optional injected latency and 500s, for demos and tests ([`faults`](crate::faults)) |
-//! | [`RustApiService`] | reads the body (capped), then `request_dispatcher().dispatch()` |
+//! | [`RustApiService`] | reads the (capped) body, then `request_dispatcher().dispatch()` |
+//!
+//! Only the outermost service and the innermost future are boxed (the one
+//! [`HttpService`] type for every service, and rustapi-rs's `async fn dispatch`, whose future
+//! cannot be named); every layer between keeps its inner future in its own, unboxed. The
+//! response body is boxed where it is made (`dispatch`, [`AppError`](crate::AppError)) and once
+//! more at the top, around tower-http's wrappers.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,14 +34,13 @@ use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder};
 
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 
+use crate::REQUEST_ID;
 use crate::dispatch::RustApiService;
 use crate::faults::{FaultLayer, Faults};
 use crate::json_errors::JsonErrorsLayer;
-use crate::request_id::CounterRequestId;
-use crate::{REQUEST_ID, SERVED_BY};
 
 /// The boxed error type used by bodies and layers.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -65,6 +69,20 @@ where
     B::Error: Into<BoxError>,
 {
     res.map(|body| body.map_err(Into::into).boxed_unsync())
+}
+
+/// Records the answer's status on the server span, and logs the answer at INFO (the access
+/// log, when `tower_http=info` lets it through).
+#[derive(Debug, Clone, Copy)]
+struct RecordStatus;
+
+impl<B> OnResponse<B> for RecordStatus {
+    fn on_response(self, res: &http::Response<B>, latency: Duration, span: &tracing::Span) {
+        crate::telemetry::record_status(span, res.status());
+        DefaultOnResponse::new()
+            .level(tracing::Level::INFO)
+            .on_response(res, latency, span);
+    }
 }
 
 /// Builds the [`HttpService`] for a rustapi-rs app: the layers above, configured once.
@@ -176,19 +194,11 @@ impl Stack {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let served_by = self.served_by.clone();
         let routes = self.routes;
         let service = ServiceBuilder::new()
-            .map_response(move |mut res: HttpResponse| {
-                if let Some(name) = &served_by {
-                    res.headers_mut()
-                        .insert(HeaderName::from_static(SERVED_BY), name.clone());
-                }
-                res
-            })
             .layer(SetRequestIdLayer::new(
                 HeaderName::from_static(REQUEST_ID),
-                CounterRequestId::new(),
+                MakeRequestUuid,
             ))
             .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
                 REQUEST_ID,
@@ -200,17 +210,11 @@ impl Stack {
                     .make_span_with(move |req: &http::Request<B>| {
                         crate::telemetry::server_span(req, routes)
                     })
-                    .on_response(
-                        |res: &HttpResponse, latency: Duration, span: &tracing::Span| {
-                            crate::telemetry::record_status(span, res.status());
-                            DefaultOnResponse::new()
-                                .level(tracing::Level::INFO)
-                                .on_response(res, latency, span);
-                        },
-                    ),
+                    .on_response(RecordStatus),
             )
             .layer(JsonErrorsLayer {
                 body_limit: self.body_limit,
+                served_by: self.served_by.clone(),
             })
             .layer(RequestBodyLimitLayer::new(self.body_limit))
             .layer(FaultLayer::new(self.faults.clone()))

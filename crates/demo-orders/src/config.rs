@@ -7,6 +7,7 @@ use demo_kit::database::Location;
 use demo_kit::faults::FaultArgs;
 use demo_kit::postgres::DatabaseUrl;
 use demo_kit::register::{EtcdUrl, RegisterSpec};
+use demo_kit::resource::ReplicaSettings;
 
 /// The orders service: CRUD for orders and their items over SQLite or PostgreSQL.
 #[derive(Debug, Clone, clap::Parser)]
@@ -65,6 +66,18 @@ impl Config {
     /// The database to use: `--database-url` when given, else the `--db` file.
     pub fn location(&self) -> Location {
         Location::from_flags(&self.db, self.database_url.as_ref())
+    }
+
+    /// What the replica is started with.
+    pub fn settings(&self) -> ReplicaSettings {
+        ReplicaSettings {
+            listen: self.listen,
+            location: self.location(),
+            db_pool: self.db_pool,
+            replica: self.replica.clone(),
+            faults: self.faults.config(),
+            register: self.registration(),
+        }
     }
 
     /// What to register in etcd, when `--register` is given.

@@ -7,7 +7,7 @@ use http::StatusCode;
 use rustapi_rs::{Body, Headers, Path, State};
 use serde_json::Value;
 
-use crate::state::AppState;
+use crate::AppState;
 use crate::storage::{self, Item, NewOrder, STATUSES};
 
 type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -83,16 +83,6 @@ fn item(index: usize, raw: &Value) -> Result<Item> {
             MAX_UNIT_PRICE_CENTS,
         )?,
     })
-}
-
-/// `GET /health`: 200 while the process serves (liveness; see [`response::alive`]).
-pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    response::alive(&state.replica)
-}
-
-/// `GET /ready`: 200 when the database answers, 503 otherwise (see [`response::ready`]).
-pub(crate) async fn ready(State(state): State<AppState>) -> Response {
-    response::ready(&state.replica, storage::ping(&state.db).await)
 }
 
 /// `GET /orders?limit=&offset=&user_id=`.

@@ -11,7 +11,11 @@ use demo_orders::Config;
 async fn main() -> ExitCode {
     let config = Config::parse();
     let telemetry = demo_kit::init_telemetry("orders", &config.replica, &config.telemetry, true);
-    let code = demo_orders::main_with(config, demo_kit::shutdown_signal()).await;
+    let code = demo_kit::resource::main_with::<demo_orders::Orders>(
+        config.settings(),
+        demo_kit::shutdown_signal(),
+    )
+    .await;
     telemetry.shutdown().await;
     code
 }

@@ -6,10 +6,11 @@
 use bytes::Bytes;
 use clap::Parser;
 use demo_kit::database::Database;
+use demo_kit::resource;
 use demo_kit::testing::{Backend, TestResponse, from_loopback, json_request, request, send};
 use demo_kit::{HttpService, for_each_backend};
 use demo_orders::storage::{self, Item, NewOrder};
-use demo_orders::{AppState, Config};
+use demo_orders::{AppState, Config, Orders};
 use http_body_util::{Full, StreamBody};
 use serde_json::{Value, json};
 
@@ -24,9 +25,11 @@ async fn start(backend: Backend, extra: &[&str]) -> TestApp {
     args.extend(backend.args("orders.db"));
     args.extend(["--replica", "orders-test"].map(String::from));
     args.extend(extra.iter().map(|a| a.to_string()));
-    let state = AppState::open(&Config::parse_from(args)).await.unwrap();
+    let state = resource::open::<Orders>(&Config::parse_from(args).settings())
+        .await
+        .unwrap();
     TestApp {
-        svc: demo_orders::service(state.clone()),
+        svc: resource::service::<Orders, _>(state.clone()),
         state,
         _backend: backend,
     }
@@ -297,7 +300,7 @@ async fn body_over_64_kib_is_413_with_or_without_content_length(backend: Backend
     assert_eq!(res.status, 413);
     assert_eq!(res.error_code(), "payload_too_large");
 
-    let svc: HttpService<StreamBody<_>> = demo_orders::service(app.state.clone());
+    let svc: HttpService<StreamBody<_>> = resource::service::<Orders, _>(app.state.clone());
     let frames = big
         .into_bytes()
         .chunks(4096)

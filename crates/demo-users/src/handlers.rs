@@ -6,7 +6,7 @@ use demo_kit::{AppError, RawQuery, idempotency, response};
 use http::StatusCode;
 use rustapi_rs::{Body, Headers, Path, State};
 
-use crate::state::AppState;
+use crate::AppState;
 use crate::storage::{self, NewUser};
 
 type Result<T, E = AppError> = std::result::Result<T, E>;
@@ -42,16 +42,6 @@ fn is_plausible_email(email: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !email.chars().any(char::is_whitespace)
-}
-
-/// `GET /health`: 200 while the process serves (liveness; see [`response::alive`]).
-pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    response::alive(&state.replica)
-}
-
-/// `GET /ready`: 200 when the database answers, 503 otherwise (see [`response::ready`]).
-pub(crate) async fn ready(State(state): State<AppState>) -> Response {
-    response::ready(&state.replica, storage::ping(&state.db).await)
 }
 
 /// `GET /users?limit=&offset=`.

@@ -20,12 +20,49 @@
 //! Errors are `{"error": {"code", "message"}}`: 400 bad id or malformed JSON, 404 unknown id or
 //! route, 405 wrong method, 409 duplicate email, 413 body over 64 KiB, 422 invalid field (named).
 
+//!
+//! The service is a [`Resource`](demo_kit::resource::Resource) ([`Users`]): its app, probes,
+//! serving layers and `main` are demo-kit's, shared with the other service; this crate has its
+//! flags, handlers and storage.
+
 mod config;
 mod handlers;
-mod routes;
-mod state;
 pub mod storage;
 
+use demo_kit::AppError;
+use demo_kit::database::Database;
+use demo_kit::resource::Resource;
+use rustapi_rs::{MethodRouter, get};
+
 pub use config::Config;
-pub use routes::{app, main_with, route_of, run, service, stack};
-pub use state::AppState;
+
+/// What every handler shares: the replica's database, name and fault setting.
+pub type AppState = demo_kit::Replica;
+
+/// The users service, as a resource: `/users` and `/users/{id}` over its storage.
+#[derive(Debug, Clone, Copy)]
+pub struct Users;
+
+impl Resource for Users {
+    const NAME: &'static str = "users";
+    const COLLECTION: &'static str = "/users";
+    const ITEM: &'static str = "/users/{id}";
+
+    fn collection() -> MethodRouter {
+        get(handlers::list).post(handlers::create)
+    }
+
+    fn item() -> MethodRouter {
+        get(handlers::show)
+            .put(handlers::update)
+            .delete(handlers::delete)
+    }
+
+    async fn migrate_and_seed(db: &Database) -> Result<(), AppError> {
+        storage::migrate_and_seed(db).await
+    }
+
+    async fn ping(db: &Database) -> Result<(), AppError> {
+        storage::ping(db).await
+    }
+}

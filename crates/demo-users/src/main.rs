@@ -13,7 +13,11 @@ use demo_users::Config;
 async fn main() -> ExitCode {
     let config = Config::parse();
     let telemetry = demo_kit::init_telemetry("users", &config.replica, &config.telemetry, true);
-    let code = demo_users::main_with(config, demo_kit::shutdown_signal()).await;
+    let code = demo_kit::resource::main_with::<demo_users::Users>(
+        config.settings(),
+        demo_kit::shutdown_signal(),
+    )
+    .await;
     telemetry.shutdown().await;
     code
 }

@@ -5,9 +5,10 @@
 
 use bytes::Bytes;
 use clap::Parser;
+use demo_kit::resource;
 use demo_kit::testing::{Backend, TestResponse, from_loopback, json_request, request, send};
 use demo_kit::{HttpService, for_each_backend};
-use demo_users::{AppState, Config};
+use demo_users::{AppState, Config, Users};
 use http_body_util::{Full, StreamBody};
 use serde_json::{Value, json};
 
@@ -22,9 +23,11 @@ async fn start(backend: Backend, extra: &[&str]) -> TestApp {
     args.extend(backend.args("users.db"));
     args.extend(["--replica", "users-test"].map(String::from));
     args.extend(extra.iter().map(|a| a.to_string()));
-    let state = AppState::open(&Config::parse_from(args)).await.unwrap();
+    let state = resource::open::<Users>(&Config::parse_from(args).settings())
+        .await
+        .unwrap();
     TestApp {
-        svc: demo_users::service(state.clone()),
+        svc: resource::service::<Users, _>(state.clone()),
         state,
         _backend: backend,
     }
@@ -268,7 +271,7 @@ async fn body_over_64_kib_is_413_with_or_without_content_length(backend: Backend
     assert_eq!(res.error_code(), "payload_too_large");
 
     // Chunked: a stream of frames and no Content-Length.
-    let svc: HttpService<StreamBody<_>> = demo_users::service(app.state.clone());
+    let svc: HttpService<StreamBody<_>> = resource::service::<Users, _>(app.state.clone());
     let frames = big
         .into_bytes()
         .chunks(8 * 1024)
