@@ -1,5 +1,5 @@
-//! User-space instructions per proxied request: the gateway beside nginx, counted by
-//! cachegrind instead of timed.
+//! User-space instructions per proxied request: the gateway beside nginx and `reqwest-floor`
+//! (the least a reqwest proxy can do), counted by cachegrind instead of timed.
 //!
 //! Run with `cargo bench -p resilience-benches --bench instructions` (`-- --help` for the
 //! flags). Needs valgrind, nginx and taskset: `apt-get install -y valgrind nginx util-linux`.
@@ -19,7 +19,9 @@
 //! `/api/users/1` over 4 keep-alive connections, once serving none for as long. The difference
 //! over the requests is the count per request, with start-up, shutdown and idle time taken out.
 //! nginx runs as the harness configures it, with one worker and no master process, so that one
-//! process does all its work.
+//! process does all its work. `reqwest-floor` takes the gateway's command line; `--floor-arg`
+//! adds to it (e.g. `--floor-arg=--without=no-retries`, to count what one setting of the proxy
+//! client buys).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -41,7 +43,7 @@ const CONNECTIONS: usize = 4;
 /// The backends, as the harness runs them: port and name.
 const BACKENDS: [(u16, &str); 3] = [(18081, "users-1"), (18083, "users-2"), (18082, "orders-1")];
 
-/// User-space instructions per proxied request, the gateway beside nginx.
+/// User-space instructions per proxied request: nginx, the reqwest floor and the gateway.
 #[derive(Debug, Parser)]
 #[command(name = "instructions")]
 struct Args {
@@ -55,6 +57,15 @@ struct Args {
     /// copy one aside, change the code, count both).
     #[arg(long)]
     gateway: Option<PathBuf>,
+    /// Count this `reqwest-floor` binary instead of building the workspace's.
+    #[arg(long)]
+    floor: Option<PathBuf>,
+    /// One more argument for `reqwest-floor` (repeat for several).
+    #[arg(long, allow_hyphen_values = true)]
+    floor_arg: Vec<String>,
+    /// Count only these targets (comma-separated; default all three).
+    #[arg(long, value_delimiter = ',', default_values_t = [Target::Nginx, Target::Floor, Target::Gateway])]
+    only: Vec<Target>,
     /// The harness's folder [default: ../shared/bench/proxies from the workspace root].
     #[arg(long, env = "PROXY_HARNESS")]
     harness: Option<PathBuf>,
@@ -64,6 +75,30 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// What is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Target {
+    Nginx,
+    Floor,
+    Gateway,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Nginx => "nginx",
+            Self::Floor => "floor",
+            Self::Gateway => "gateway",
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One target's counts.
@@ -96,16 +131,31 @@ fn run() -> Result<()> {
     )?;
     let harness = args.harness.clone().unwrap_or_else(harness::default_dir);
     let machine = Machine::now();
-    let gateway = binary::given_or_built_gateway(args.gateway.as_deref())?;
     let backend = build_backend(&harness)?;
     let work = tempfile::tempdir()?;
     let _backends = Backends::start(&backend, work.path())?;
     println!("machine: {}", machine.describe());
 
-    let targets: [(&'static str, Vec<String>); 2] = [
-        ("gateway", gateway_command(&gateway, args.port)),
-        ("nginx", nginx_command(&harness, work.path(), args.port)?),
-    ];
+    let mut targets: Vec<(&'static str, Vec<String>)> = Vec::new();
+    for target in &args.only {
+        let command = match target {
+            Target::Nginx => nginx_command(&harness, work.path(), args.port)?,
+            Target::Floor => {
+                let floor = match &args.floor {
+                    Some(path) => path.clone(),
+                    None => build_floor()?,
+                };
+                let mut command = gateway_command(&floor, args.port);
+                command.extend(args.floor_arg.iter().cloned());
+                command
+            }
+            Target::Gateway => gateway_command(
+                &binary::given_or_built_gateway(args.gateway.as_deref())?,
+                args.port,
+            ),
+        };
+        targets.push((target.name(), command));
+    }
     let mut counts = Vec::new();
     for (target, command) in &targets {
         let loaded = count(
@@ -140,6 +190,30 @@ fn run() -> Result<()> {
         println!("wrote {} and {}", json.display(), md.display());
     }
     Ok(())
+}
+
+/// Builds `reqwest-floor` (release) and returns its path.
+fn build_floor() -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "building the reqwest floor: cargo build --release -p resilience-benches --bin reqwest-floor"
+    );
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "resilience-benches",
+            "--bin",
+            "reqwest-floor",
+        ])
+        .current_dir(binary::workspace_root())
+        .status()?;
+    if !status.success() {
+        return Err(format!("building reqwest-floor failed: {status}").into());
+    }
+    Ok(binary::target_dir().join("release").join("reqwest-floor"))
 }
 
 /// Builds the harness's backend (release) under cargo's target directory, as the `proxies`
@@ -410,31 +484,55 @@ fn instructions_in(log: &str) -> Option<u64> {
 }
 
 fn render(args: &Args, counts: &[Count]) -> String {
-    let flags = match &args.gateway {
-        Some(gateway) => format!(" -- --gateway {}", gateway.display()),
-        None => String::new(),
+    let mut flags = Vec::new();
+    if let Some(gateway) = &args.gateway {
+        flags.push(format!("--gateway {}", gateway.display()));
+    }
+    if let Some(floor) = &args.floor {
+        flags.push(format!("--floor {}", floor.display()));
+    }
+    flags.extend(
+        args.floor_arg
+            .iter()
+            .map(|arg| format!("--floor-arg={arg}")),
+    );
+    if args.only.len() < 3 {
+        let only: Vec<&str> = args.only.iter().map(|target| target.name()).collect();
+        flags.push(format!("--only {}", only.join(",")));
+    }
+    let flags = match flags.is_empty() {
+        true => String::new(),
+        false => format!(" -- {}", flags.join(" ")),
     };
-    let nginx = counts
-        .iter()
-        .find(|count| count.target == "nginx")
-        .map_or(0, |count| count.per_request);
+    let per_request = |target: &str| {
+        counts
+            .iter()
+            .find(|count| count.target == target)
+            .map_or(0, |count| count.per_request)
+    };
+    let ratio = |count: u64, of: u64| match of {
+        0 => "-".to_owned(),
+        of => format!("{:.2}", count as f64 / of as f64),
+    };
+    let (nginx, floor) = (per_request("nginx"), per_request("floor"));
     let rows: String = counts
         .iter()
         .map(|count| {
-            let ratio = if nginx == 0 {
-                "-".to_owned()
-            } else {
-                format!("{:.2}", count.per_request as f64 / nginx as f64)
-            };
             format!(
-                "| {} | {} | {} | {} | {} | {ratio} |\n",
-                count.target, count.requests, count.loaded, count.idle, count.per_request
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                count.target,
+                count.requests,
+                count.loaded,
+                count.idle,
+                count.per_request,
+                ratio(count.per_request, nginx),
+                ratio(count.per_request, floor),
             )
         })
         .collect();
     format!(
         "Command: `cargo bench -p resilience-benches --bench instructions{flags}`\n\n\
-         | target | requests | instructions, loaded run | instructions, idle run | per request | ratio to nginx |\n\
-         |---|---:|---:|---:|---:|---:|\n{rows}"
+         | target | requests | instructions, loaded run | instructions, idle run | per request | ratio to nginx | ratio to floor |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n{rows}"
     )
 }

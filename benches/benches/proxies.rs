@@ -8,9 +8,13 @@
 //!
 //! The bench builds the release `demo-gateway`, hands the harness a command that starts it on
 //! the harness's backends (`GATEWAY_CMD`; the harness starts, pins and stops it), runs `run.sh`
-//! (wrk against a backend directly, nginx, HAProxy and the gateway, round by round) or
-//! `kill_replica.sh`, prints the harness's table as it comes and writes it under
+//! (wrk against a backend directly, nginx, HAProxy, `reqwest-floor` and the gateway, round by
+//! round) or `kill_replica.sh`, prints the harness's table as it comes and writes it under
 //! `benches/results/`, with the harness's per-run data as JSON beside it.
+//!
+//! In the throughput run `reqwest-floor` (the least a reqwest proxy can do, on the gateway's
+//! own reqwest configuration) is the harness's `floor` target (`FLOOR_CMD`), measured in the
+//! same rounds, so the gateway's own cost reads as gateway / floor within one run.
 //!
 //! Why the shell harness rather than our own load generator: nginx and HAProxy are measured by
 //! the same scripts, the same wrk and the same CPU placement the rest of the team uses, so the
@@ -51,6 +55,17 @@ struct Args {
     /// `reqwest-floor` for the floor of any reqwest-based gateway).
     #[arg(long)]
     gateway: Option<PathBuf>,
+    /// Run this `reqwest-floor` binary as the `floor` target instead of building the
+    /// workspace's (throughput mode).
+    #[arg(long)]
+    floor: Option<PathBuf>,
+    /// One more argument for `reqwest-floor` (repeat for several), e.g.
+    /// `--floor-arg=--reqwest-default`.
+    #[arg(long, allow_hyphen_values = true)]
+    floor_arg: Vec<String>,
+    /// Leave the floor out of the throughput run.
+    #[arg(long)]
+    no_floor: bool,
     /// The harness's folder [default: ../shared/bench/proxies from the workspace root].
     #[arg(long, env = "PROXY_HARNESS")]
     harness: Option<PathBuf>,
@@ -136,7 +151,12 @@ fn run() -> Result<()> {
     )?;
     let machine = Machine::now();
     let gateway = binary::given_or_built_gateway(args.gateway.as_deref())?;
-    let env = harness_env(&args, &gateway, &machine);
+    let floor = match (args.mode, args.no_floor, &args.floor) {
+        (Mode::Throughput, false, Some(floor)) => Some(floor.clone()),
+        (Mode::Throughput, false, None) => Some(build_floor()?),
+        _ => None,
+    };
+    let env = harness_env(&args, &gateway, floor.as_deref(), &machine);
     let harness_results = PathBuf::from(&env["RESULTS_DIR"]);
     println!("machine: {}", machine.describe());
     println!("harness: {}", script.display());
@@ -179,7 +199,12 @@ fn run() -> Result<()> {
 
 /// The variables the harness reads (see its README). The backends' ports are the harness's
 /// unless the environment overrides them, and the gateway is pointed at the same ones.
-fn harness_env(args: &Args, gateway: &Path, machine: &Machine) -> BTreeMap<&'static str, String> {
+fn harness_env(
+    args: &Args,
+    gateway: &Path,
+    floor: Option<&Path>,
+    machine: &Machine,
+) -> BTreeMap<&'static str, String> {
     let port = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
     let (users_1, users_2, orders) = (
         port("USERS1_PORT", "18081"),
@@ -187,6 +212,17 @@ fn harness_env(args: &Args, gateway: &Path, machine: &Machine) -> BTreeMap<&'sta
         port("ORDERS_PORT", "18082"),
     );
     let listen = format!("127.0.0.1:{}", args.gateway_port);
+    let floor_listen = format!("127.0.0.1:{}", args.gateway_port + 1);
+    let floor_cmd = floor.map(|floor| {
+        let mut words = vec![
+            shell_quote(&floor.display().to_string()),
+            format!("--listen {floor_listen}"),
+            format!("--users http://127.0.0.1:{users_1},http://127.0.0.1:{users_2}"),
+            format!("--orders http://127.0.0.1:{orders}"),
+        ];
+        words.extend(args.floor_arg.iter().map(|arg| shell_quote(arg)));
+        words.join(" ")
+    });
     let gateway_cmd = [
         shell_quote(&gateway.display().to_string()),
         "--no-spawn".into(),
@@ -231,6 +267,11 @@ fn harness_env(args: &Args, gateway: &Path, machine: &Machine) -> BTreeMap<&'sta
     match args.mode {
         Mode::Throughput => {
             env.insert("ROUNDS", args.rounds.to_string());
+            if let Some(floor_cmd) = floor_cmd {
+                env.insert("FLOOR_CMD", floor_cmd);
+                env.insert("FLOOR_URL", format!("http://{floor_listen}"));
+                env.insert("TARGETS", "direct nginx haproxy floor gateway".into());
+            }
         }
         Mode::Kill => {
             let proxies =
@@ -240,6 +281,30 @@ fn harness_env(args: &Args, gateway: &Path, machine: &Machine) -> BTreeMap<&'sta
         Mode::Gray => {}
     }
     env
+}
+
+/// Builds `reqwest-floor` (release) and returns its path.
+fn build_floor() -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "building the reqwest floor: cargo build --release -p resilience-benches --bin reqwest-floor"
+    );
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "resilience-benches",
+            "--bin",
+            "reqwest-floor",
+        ])
+        .current_dir(binary::workspace_root())
+        .status()?;
+    if !status.success() {
+        return Err(format!("building reqwest-floor failed: {status}").into());
+    }
+    Ok(binary::target_dir().join("release").join("reqwest-floor"))
 }
 
 /// Runs the script with `env` added to this environment; its log (stderr) goes straight to ours,
@@ -313,6 +378,15 @@ fn render(
     };
     if let Some(gateway) = &args.gateway {
         flags.push_str(&format!(" --gateway {}", gateway.display()));
+    }
+    if let Some(floor) = &args.floor {
+        flags.push_str(&format!(" --floor {}", floor.display()));
+    }
+    for arg in &args.floor_arg {
+        flags.push_str(&format!(" --floor-arg={arg}"));
+    }
+    if args.no_floor {
+        flags.push_str(" --no-floor");
     }
     let settings: String = env
         .iter()

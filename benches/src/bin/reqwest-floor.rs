@@ -8,6 +8,11 @@
 //! what it costs over nginx is what hyper's server and reqwest cost before any gateway feature,
 //! so it bounds how close to nginx a gateway that keeps reqwest can get.
 //!
+//! It forwards through the gateway's own reqwest configuration, [`demo_kit::proxy_client`], so
+//! that a setting that makes a proxy faster raises this floor too. `--without SETTING` leaves
+//! one of its settings out and `--reqwest-default` uses `reqwest::Client::new()`, to measure
+//! what each setting buys.
+//!
 //! It takes the gateway's command line as the benches start it. The flags that configure
 //! features it does not have (`--no-spawn`, `--api-key`, `--rate-limit`, `--rate-burst`,
 //! `--health-path`) are accepted and ignored, so the benches' gateway command runs it unchanged.
@@ -20,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use clap::Parser;
+use demo_kit::proxy_client::{Setting, proxy_client_without};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -62,6 +68,21 @@ struct Args {
     /// Accepted for the gateway's command line; nothing is checked.
     #[arg(long)]
     health_path: Option<String>,
+    /// Leaves these settings of the proxy client out (comma-separated: no-retries,
+    /// no-redirects, no-proxy, nodelay, idle-pool).
+    #[arg(long, value_delimiter = ',', value_parser = setting)]
+    without: Vec<Setting>,
+    /// Forwards through `reqwest::Client::new()` instead of the proxy client.
+    #[arg(long, conflicts_with = "without")]
+    reqwest_default: bool,
+}
+
+/// Parses a [`Setting`] by its name.
+fn setting(name: &str) -> Result<Setting, String> {
+    Setting::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Setting::ALL.iter().map(|s| s.name()).collect();
+        format!("no such setting; one of: {}", names.join(", "))
+    })
 }
 
 struct Upstreams {
@@ -96,8 +117,14 @@ fn main() -> ExitCode {
 
 /// Serves until SIGTERM or SIGINT, then returns (cachegrind writes its counts on a normal exit).
 async fn serve(args: Args) -> Result<(), String> {
+    let client = if args.reqwest_default {
+        reqwest::Client::new()
+    } else {
+        proxy_client_without(&args.without)
+            .map_err(|err| format!("cannot build the client: {err}"))?
+    };
     let upstreams = Arc::new(Upstreams {
-        client: reqwest::Client::new(),
+        client,
         users: args.users,
         orders: args.orders,
         turn: AtomicUsize::new(0),
