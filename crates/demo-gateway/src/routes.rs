@@ -64,12 +64,57 @@ pub(crate) const TEMPLATES: [&str; 15] = [
 /// Routes anyone may call: liveness and readiness probes.
 pub(crate) const OPEN: [&str; 2] = [HEALTH, READY];
 
+/// The most segments a template has (`/admin/breakers/{name}/force-open`).
+const MAX_SEGMENTS: usize = 4;
+
+/// A path split at `/` after its leading one: at most [`MAX_SEGMENTS`] segments, none
+/// allocated.
+#[derive(Clone, Copy)]
+struct Segments<'a> {
+    parts: [&'a str; MAX_SEGMENTS],
+    len: usize,
+}
+
+impl<'a> Segments<'a> {
+    /// `path`'s segments, or `None` when it has more than any template.
+    fn of(path: &'a str) -> Option<Self> {
+        let mut segments = Segments {
+            parts: [""; MAX_SEGMENTS],
+            len: 0,
+        };
+        for segment in path.split('/').skip(1) {
+            *segments.parts.get_mut(segments.len)? = segment;
+            segments.len += 1;
+        }
+        Some(segments)
+    }
+
+    fn as_slice(&self) -> &[&'a str] {
+        &self.parts[..self.len]
+    }
+}
+
+/// Each template of [`TEMPLATES`] with its segments, split once (the route is looked up on
+/// every request; splitting fifteen templates each time was 7k instructions of it).
+static SPLIT: std::sync::LazyLock<Vec<(&'static str, Segments<'static>)>> =
+    std::sync::LazyLock::new(|| {
+        TEMPLATES
+            .into_iter()
+            .map(|template| {
+                let segments = Segments::of(template).expect("no template has more segments");
+                (template, segments)
+            })
+            .collect()
+    });
+
 /// The template `path` matches (a trailing slash ignored), if any.
 pub(crate) fn template_of(path: &str) -> Option<&'static str> {
-    let path = path.trim_end_matches('/');
-    TEMPLATES
-        .into_iter()
-        .find(|template| matches(template, path))
+    let path = Segments::of(path.trim_end_matches('/'))?;
+    let path = path.as_slice();
+    SPLIT
+        .iter()
+        .find(|(_, template)| matches(template.as_slice(), path))
+        .map(|(template, _)| *template)
 }
 
 /// The route template of `path`, for metrics labels; `other` for no route, so a client
@@ -78,18 +123,14 @@ pub fn route_of(path: &str) -> &'static str {
     template_of(path).unwrap_or("other")
 }
 
-/// Whether `path`, split at `/` after its first segment (as a path starts with `/`), has the
-/// segments of `template`. No allocation: this runs on every request.
-fn matches(template: &str, path: &str) -> bool {
-    let mut wanted = template.split('/').skip(1);
-    let mut given = path.split('/').skip(1);
-    loop {
-        match (wanted.next(), given.next()) {
-            (None, None) => return true,
-            (Some(want), Some(got)) if want == got || want.starts_with('{') => {}
-            _ => return false,
-        }
-    }
+/// Whether `path`'s segments are `template`'s, a `{...}` segment matching any one. No
+/// allocation: this runs on every request.
+fn matches(template: &[&str], path: &[&str]) -> bool {
+    template.len() == path.len()
+        && template
+            .iter()
+            .zip(path)
+            .all(|(want, got)| want == got || want.starts_with('{'))
 }
 
 /// Whether `path` is the operators': everything under [`ADMIN`], and [`METRICS`].

@@ -58,6 +58,12 @@ use crate::request_log::{RequestFields, WithRequestFields};
 /// spans carry the OpenTelemetry contexts; otherwise [`ServerContextLayer`] makes them.
 static OTEL_LAYER: AtomicBool = AtomicBool::new(false);
 
+/// The installed provider's tracer for the requests' own spans, made once: asking the global
+/// provider for a tracer on every request takes its lock and boxes a new tracer each time.
+/// Unset until [`init_telemetry`] installs a subscriber; requests then use the global one.
+static SERVER_TRACER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracer> =
+    std::sync::OnceLock::new();
+
 /// Where the binaries send their spans (flatten into a clap parser).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TelemetryArgs {
@@ -190,6 +196,7 @@ pub fn init_telemetry(
         .is_ok();
     if installed {
         OTEL_LAYER.store(exporting, Ordering::Relaxed);
+        let _ = SERVER_TRACER.set(provider.tracer("demo-kit"));
     }
     if let Some(err) = failure {
         tracing::error!(%err, "cannot export spans; going on without");
@@ -268,11 +275,13 @@ where
             propagator.extract_with_context(&Context::new(), &HeaderExtractor(request.headers()))
         });
         let own = (!OTEL_LAYER.load(Ordering::Relaxed)).then(|| {
-            let span = global::tracer("demo-kit").build_with_context(
-                SpanBuilder::from_name("request").with_kind(SpanKind::Server),
-                &caller,
-            );
-            caller.with_span(span)
+            let builder = SpanBuilder::from_name("request").with_kind(SpanKind::Server);
+            match SERVER_TRACER.get() {
+                Some(tracer) => caller.with_span(tracer.build_with_context(builder, &caller)),
+                None => caller.with_span(
+                    global::tracer("demo-kit").build_with_context(builder, &caller),
+                ),
+            }
         });
         // Without an exporter there is no server span to carry the request's fields into log
         // lines: the request's future does.
