@@ -303,7 +303,9 @@ mod breaker {
     fn ours(bencher: Bencher, inner: Inner) {
         bench_shared(
             bencher,
-            CircuitBreakerLayer::new(CircuitBreakerConfig::default()).layer(Echo(inner)),
+            CircuitBreakerLayer::new(CircuitBreakerConfig::default())
+                .reject_when_open()
+                .layer(Echo(inner)),
         );
     }
 
@@ -351,7 +353,7 @@ mod stack {
         let breaker = CircuitBreakerConfig::default();
         let endpoints = [0, 1].map(|key| {
             let endpoint = ServiceBuilder::new()
-                .layer(CircuitBreakerLayer::new(breaker.clone()).gate_readiness())
+                .layer(CircuitBreakerLayer::new(breaker.clone()))
                 .layer(TimeoutLayer::new(Duration::from_secs(1)))
                 .service(Echo(inner));
             (key, endpoint)
@@ -459,8 +461,7 @@ mod http_stack {
                 .option_layer(traced.then(AttemptSpanLayer::new))
                 .layer(
                     CircuitBreakerLayer::new(breaker.clone())
-                        .with_classifier(resilience::http::HttpClassifier)
-                        .gate_readiness(),
+                        .with_classifier(resilience::http::HttpClassifier),
                 )
                 .layer(TimeoutLayer::new(Duration::from_secs(1)))
                 .map_request(to_request as fn(Request) -> u64)

@@ -45,7 +45,6 @@ async fn main() -> Result<(), BoxError> {
         let breaker = CircuitBreakerLayer::new(config.clone())
             .with_classifier(HttpClassifier)
             .named(name)
-            .gate_readiness()
             .layer(service_fn(upstream(name)));
         breaker
             .handle()

@@ -124,8 +124,7 @@ async fn main() -> Result<(), BoxError> {
             .layer(
                 CircuitBreakerLayer::new(breaker.clone())
                     .with_classifier(HttpClassifier)
-                    .named(name)
-                    .gate_readiness(),
+                    .named(name),
             )
             .layer(TimeoutLayer::new(Duration::from_secs(1)))
             .service(endpoint(client.clone(), addr)?);

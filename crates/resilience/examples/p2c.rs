@@ -55,7 +55,6 @@ async fn main() -> Result<(), BoxError> {
         // Under a balancer the breaker says "not now" through readiness: gate it.
         let breaker = CircuitBreakerLayer::new(config.clone())
             .named(name)
-            .gate_readiness()
             .layer(endpoint(name, counter));
         breaker
             .handle()

@@ -38,7 +38,7 @@
 //! let endpoints = ["a", "b"].map(|name| {
 //!     let endpoint = ServiceBuilder::new()
 //!         // Under a balancer, a breaker says "not now" through readiness.
-//!         .layer(CircuitBreakerLayer::new(breaker.clone()).named(name).gate_readiness())
+//!         .layer(CircuitBreakerLayer::new(breaker.clone()).named(name))
 //!         .layer(TimeoutLayer::new(Duration::from_millis(500)))
 //!         .service(service_fn(move |id: u32| async move {
 //!             match name {
@@ -72,7 +72,7 @@
 //! # Under tower's p2c, and over hyper-util
 //!
 //! The breakers are plain tower services, so any readiness-based balancer routes around an open
-//! one once it is [gated](CircuitBreakerLayer::gate_readiness). Under tower's power-of-two-choices
+//! one. Under tower's power-of-two-choices
 //! balancer (whole program: `examples/p2c.rs`):
 //!
 //! ```
@@ -88,7 +88,7 @@
 //! let endpoints: Vec<_> = ["a", "b", "c"]
 //!     .into_iter()
 //!     .map(|name| {
-//!         CircuitBreakerLayer::new(config.clone()).named(name).gate_readiness().layer(
+//!         CircuitBreakerLayer::new(config.clone()).named(name).layer(
 //!             service_fn(move |id: u32| async move { Ok::<_, BoxError>(format!("{id} from {name}")) }),
 //!         )
 //!     })
@@ -148,7 +148,7 @@
 //! let breaker = CircuitBreakerConfig::builder().consecutive_failures(3).build()?;
 //! let endpoints = ["127.0.0.1:8081", "127.0.0.1:8082"].map(|address| {
 //!     let endpoint = ServiceBuilder::new()
-//!         .layer(CircuitBreakerLayer::new(breaker.clone()).with_classifier(HttpClassifier).gate_readiness())
+//!         .layer(CircuitBreakerLayer::new(breaker.clone()).with_classifier(HttpClassifier))
 //!         .layer(TimeoutLayer::new(Duration::from_secs(1)))
 //!         .service(endpoint(client.clone(), address)); // the client, aimed at `address`
 //!     (address, endpoint)

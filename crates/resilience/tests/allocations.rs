@@ -118,11 +118,7 @@ fn full_stack(inner: Echo) -> impl Service<u64, Response = u64, Error = BoxError
     let breaker = CircuitBreakerConfig::default();
     let endpoints = ["a", "b"].map(|name| {
         let endpoint = ServiceBuilder::new()
-            .layer(
-                CircuitBreakerLayer::new(breaker.clone())
-                    .named(name)
-                    .gate_readiness(),
-            )
+            .layer(CircuitBreakerLayer::new(breaker.clone()).named(name))
             .layer(TimeoutLayer::new(Duration::from_secs(1)))
             .service(inner);
         (name, endpoint)

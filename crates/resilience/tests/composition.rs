@@ -86,7 +86,6 @@ fn breaker_config() -> CircuitBreakerConfig {
 fn gated(endpoint: &Endpoint) -> CircuitBreaker<Endpoint> {
     CircuitBreakerLayer::new(breaker_config())
         .named(endpoint.name)
-        .gate_readiness()
         .layer(endpoint.clone())
 }
 

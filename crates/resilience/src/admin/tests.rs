@@ -26,6 +26,7 @@ fn endpoint(name: &str) -> Endpoint {
         Box::new(|fail| std::future::ready(if fail { Err("refused".into()) } else { Ok(()) }));
     CircuitBreakerLayer::new(config)
         .named(name)
+        .reject_when_open()
         .layer(service_fn(answer))
 }
 

@@ -12,8 +12,8 @@ use crate::error::BoxError;
 /// Fails a request at once with [`NoAvailableEndpoint`] when the service under it (a balancer)
 /// is not ready, instead of waiting for it.
 ///
-/// Behind a balancer of [gated](crate::circuit_breaker::CircuitBreaker::gate_readiness) breakers, "not ready"
-/// means every breaker is open: the caller should hear so now (a gateway answers 503), not at
+/// Behind a balancer of [breakers](crate::circuit_breaker::CircuitBreaker), "not ready" means
+/// every breaker is open: the caller should hear so now (a gateway answers 503), not at
 /// its deadline. Like tower's `LoadShed`, but with this crate's local rejection, which
 /// [`RetryPolicy`](crate::retry::RetryPolicy) does not retry; unlike it, it also sheds when the
 /// endpoints are merely busy, so leave it out where waiting for a busy endpoint is wanted.
@@ -26,7 +26,7 @@ use crate::error::BoxError;
 /// # async fn main() -> Result<(), resilience::BoxError> {
 /// let config = CircuitBreakerConfig::builder().consecutive_failures(1).build()?;
 /// let down = CircuitBreakerLayer::new(config)
-///     .gate_readiness()
+///
 ///     .layer(service_fn(|_: ()| async { Err::<(), _>("connection refused") }));
 /// let mut client = ServiceBuilder::new()
 ///     .layer(FailFastLayer::new())

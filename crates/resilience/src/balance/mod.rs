@@ -1,8 +1,8 @@
 //! Load balancing over endpoints that may refuse traffic.
 //!
 //! A balancer must know, before it sends a request, whether an endpoint will take it. Tower's
-//! answer is readiness, and this crate uses it: a [gated](crate::circuit_breaker::CircuitBreaker::gate_readiness)
-//! breaker is not ready while it admits no calls, and is woken when it may admit one again. So
+//! answer is readiness, and this crate uses it: a
+//! [breaker](crate::circuit_breaker::CircuitBreaker) is not ready while it admits no calls, and is woken when it may admit one again. So
 //! [`RoundRobin`], tower's `p2c` and any readiness-based balancer route around open breakers,
 //! and any layer a user puts between the balancer and the breakers (a `TraceLayer`, `MapErr`,
 //! `ConcurrencyLimit`, a `BoxCloneService`) passes readiness on, as every tower service does.

@@ -91,7 +91,6 @@ impl Fixture {
                     endpoint.name,
                     CircuitBreakerLayer::new(config.clone())
                         .named(endpoint.name)
-                        .gate_readiness()
                         .layer(endpoint.clone()),
                 )
             })

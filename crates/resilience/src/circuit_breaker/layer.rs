@@ -24,7 +24,7 @@ impl CircuitBreakerLayer {
             config,
             classifier: ErrorsAreFailures,
             name: None,
-            gated: false,
+            gated: true,
         }
     }
 }
@@ -40,10 +40,11 @@ impl<C> CircuitBreakerLayer<C> {
         }
     }
 
-    /// Makes breakers that gate readiness, for endpoints under a balancer (see
-    /// [`CircuitBreaker::gate_readiness`]).
-    pub fn gate_readiness(mut self) -> Self {
-        self.gated = true;
+    /// Makes breakers that are always ready and fail `call` with
+    /// [`CircuitOpen`](super::CircuitOpen) while open, for a breaker used alone (see
+    /// [`CircuitBreaker::reject_when_open`]). Not for endpoints under a balancer.
+    pub fn reject_when_open(mut self) -> Self {
+        self.gated = false;
         self
     }
 
@@ -61,9 +62,9 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
         let name = self.name.clone().unwrap_or_else(|| Arc::from("unnamed"));
         let breaker = CircuitBreaker::build(inner, &self.config, self.classifier.clone(), name);
         if self.gated {
-            breaker.gate_readiness()
-        } else {
             breaker
+        } else {
+            breaker.reject_when_open()
         }
     }
 }

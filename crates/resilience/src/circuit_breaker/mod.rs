@@ -18,16 +18,22 @@
 //!
 //! # Alone, or under a balancer
 //!
-//! Used alone, an open breaker is ready and its `call` fails at once with [`CircuitOpen`]: the
-//! caller learns now, not after waiting. Under a balancer (tower's `p2c`,
-//! [`RoundRobin`](crate::balance::RoundRobin), any readiness-based one), turn on the readiness gate with
-//! [`CircuitBreakerLayer::gate_readiness`]: a breaker that admits no call is then not ready, so
-//! the balancer picks another endpoint, and it is woken when it may probe again (its open
-//! duration ended, its [`HealthCheck`] passed). A ready gate has reserved the admission for the
-//! next `call`, so a half-open breaker with one probe permit is ready for exactly one caller.
-//! Readiness passes through any layer in between, as linkerd's breakers gate their endpoints;
-//! [`FailFast`](crate::balance::FailFast) outside the balancer answers at once when every breaker is
-//! open.
+//! A breaker says "not now" the way tower services do: through readiness. While it admits no
+//! call, `poll_ready` is `Pending`, and it is woken when it may probe again (its open duration
+//! ended, its [`HealthCheck`] passed, an operator reset it). So under a balancer (tower's `p2c`,
+//! [`RoundRobin`](crate::balance::RoundRobin), [`LeastLoaded`](crate::balance::LeastLoaded), any
+//! readiness-based one) an open breaker is skipped with nothing to turn on, as linkerd's
+//! breakers gate their endpoints; readiness passes through any layer in between. A ready breaker
+//! has reserved the admission for the next `call`, so a half-open breaker with one probe permit
+//! is ready for exactly one caller.
+//!
+//! Waiting is the wrong answer for a caller with nowhere else to go. Over a balancer, put
+//! [`FailFastLayer`](crate::balance::FailFastLayer) outside it: when no endpoint is ready it
+//! answers at once with [`NoAvailableEndpoint`](crate::balance::NoAvailableEndpoint). A breaker
+//! used alone is built with [`reject_when_open`](CircuitBreakerLayer::reject_when_open), as
+//! below: always ready, its `call` fails at once with [`CircuitOpen`], which names the breaker
+//! and when it may probe. Never build an endpoint under a balancer that way: the balancer would
+//! keep choosing it while open.
 //!
 //! Every decision (trip, open → half-open, probe outcome, open-duration growth, the half-open
 //! wait, what counts as slow) is made by plain functions of the state and the time
@@ -49,7 +55,8 @@
 //!     .open_duration(Duration::from_secs(10))
 //!     .build()?;
 //! let mut service = ServiceBuilder::new()
-//!     .layer(CircuitBreakerLayer::new(config).named("flaky"))
+//!     // Alone: refuse from `call` while open, rather than wait in `poll_ready`.
+//!     .layer(CircuitBreakerLayer::new(config).named("flaky").reject_when_open())
 //!     .service(service_fn(|_: ()| async { Err::<(), _>("boom") }));
 //! let breaker = service.handle();
 //!
@@ -113,8 +120,8 @@ pub struct CircuitBreaker<S, C = ErrorsAreFailures> {
     inner: S,
     breaker: StripedArc<Breaker>,
     classifier: C,
-    /// Under a balancer: readiness says whether a call would be admitted. Alone: `None`, and an
-    /// open breaker is ready to reject.
+    /// Readiness says whether a call would be admitted (the default). `None` after
+    /// [`reject_when_open`](CircuitBreaker::reject_when_open): an open breaker is ready to reject.
     gate: Option<Gate>,
 }
 
@@ -136,7 +143,7 @@ impl<S, C> CircuitBreaker<S, C> {
             inner,
             breaker: StripedArc::new(Breaker::new(config, name)),
             classifier,
-            gate: None,
+            gate: Some(Gate::default()),
         }
     }
 
@@ -182,13 +189,16 @@ impl<S, C> CircuitBreaker<S, C> {
         Ok(self)
     }
 
-    /// Gates readiness, for an endpoint under a balancer: while the breaker admits no call,
-    /// `poll_ready` is `Pending` (woken when it may admit one again) instead of `call` failing
-    /// with [`CircuitOpen`], so tower's `p2c`, [`RoundRobin`](crate::balance::RoundRobin) or any
-    /// readiness-based balancer routes around it. A ready gate has reserved the admission (a
-    /// half-open probe permit included) for the next `call`. See the [module docs](self).
-    pub fn gate_readiness(mut self) -> Self {
-        self.gate = Some(Gate::default());
+    /// Answers readiness whatever the state, and fails `call` with [`CircuitOpen`] at once while
+    /// the breaker admits no call, instead of the default: `poll_ready` is `Pending` until the
+    /// breaker admits a call, which is what lets a balancer route around it.
+    ///
+    /// For a breaker used alone whose callers want the refusal as an error from `call` rather
+    /// than as backpressure. Under a balancer, a breaker built this way is chosen while open and
+    /// its calls fail although other endpoints are healthy; so is one behind a `FailFast`, which
+    /// then never answers for it. See the [module docs](self).
+    pub fn reject_when_open(mut self) -> Self {
+        self.gate = None;
         self
     }
 

@@ -68,7 +68,14 @@ impl Service<()> for Backend {
     }
 }
 
+/// A breaker used alone, failing `call` with `CircuitOpen` while open: most of these tests look
+/// at the refusals.
 pub(super) fn breaker(config: CircuitBreakerConfig, backend: &Backend) -> CircuitBreaker<Backend> {
+    gated(config, backend).reject_when_open()
+}
+
+/// A breaker as built by default: not ready while it admits no call.
+pub(super) fn gated(config: CircuitBreakerConfig, backend: &Backend) -> CircuitBreaker<Backend> {
     CircuitBreakerLayer::new(config)
         .named("test")
         .layer(backend.clone())
@@ -388,14 +395,14 @@ async fn a_dropped_probe_gives_its_permit_back() {
 #[tokio::test(start_paused = true)]
 async fn a_reserved_permit_on_a_dropped_clone_goes_back() {
     let backend = Backend::new(Mode::Fail);
-    let mut service = breaker(consecutive(1, Duration::from_secs(1)), &backend);
+    let mut service = gated(consecutive(1, Duration::from_secs(1)), &backend);
     send(&mut service).await.unwrap_err();
     tokio::time::advance(Duration::from_secs(1)).await;
 
-    let mut reserving = service.clone().gate_readiness();
+    let mut reserving = service.clone();
     assert!(
         task::spawn(()).enter(|cx, _| reserving.poll_ready(cx).is_ready()),
-        "the probe permit is reserved on this gated clone"
+        "the probe permit is reserved on this clone"
     );
     assert!(!service.handle().admits());
     drop(reserving);

@@ -90,7 +90,6 @@ fn fixture(config: HedgeConfig) -> Fixture {
         .map(|endpoint| {
             let service = CircuitBreakerLayer::new(breaker.clone())
                 .named(endpoint.name)
-                .gate_readiness()
                 .layer(endpoint.clone());
             (endpoint.name, service)
         })

@@ -21,7 +21,7 @@
 //!   two clients do not herd onto the same one. A slow or busy endpoint loses every comparison
 //!   it is part of. Comparing two endpoints, not all, keeps a call O(1) however many there are.
 //! - **What the round robin guarantees stays:** an endpoint that is not ready (a
-//!   [gated](crate::circuit_breaker::CircuitBreaker::gate_readiness) breaker that admits nothing) is skipped,
+//!   breaker that admits nothing) is skipped,
 //!   and when none is ready the balancer waits ([`FailFast`](super::FailFast) answers at once
 //!   instead); a retry or hedge sent through the same clone goes to another endpoint while one
 //!   is ready; endpoints come and go through the [handle](LeastLoaded::handle) without losing

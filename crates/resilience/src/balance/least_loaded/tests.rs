@@ -124,7 +124,6 @@ fn gated(fleet: &Fleet, consecutive: u32) -> Vec<(String, Gated)> {
         .map(|(name, endpoint)| {
             let breaker = CircuitBreakerLayer::new(config.clone())
                 .named(name.clone())
-                .gate_readiness()
                 .layer(endpoint);
             (name, breaker)
         })

@@ -93,7 +93,6 @@ impl EndpointFactory {
         let mut endpoint = CircuitBreakerLayer::new(self.breaker.clone())
             .with_classifier(HttpClassifier)
             .named(format!("{}@{url}", self.upstream))
-            .gate_readiness()
             .layer(attempt);
         if let Some(check) = health {
             endpoint = endpoint.with_health_check(check)?;
