@@ -19,9 +19,11 @@
 //!
 //! They work over any tower `Service`, not only HTTP, and compose in this order, outermost
 //! first: a deadline bounds the whole request; retry re-sends failed requests through the
-//! balancer, so a retry lands on another endpoint; a hedge, where wanted, races a slow call with
-//! a copy; round robin picks an endpoint whose breaker admits traffic; each endpoint has its own
-//! breaker and attempt timeout.
+//! balancer (through this crate's balancers, which remember where each clone's last call went,
+//! a retry lands on another endpoint; tower's p2c may pick the same one again); a hedge, where
+//! wanted, races a slow call with a copy; the balancer picks an endpoint whose breaker is ready
+//! (a breaker is not ready while it admits no call); each endpoint has its own breaker and
+//! attempt timeout.
 //!
 //! ```
 //! use std::time::Duration;
@@ -170,7 +172,32 @@
 //! Every layer reads time from tokio's clock, so tests run on a paused clock
 //! (`#[tokio::test(start_paused = true)]`) and finish instantly and deterministically; every
 //! source of randomness (jitter) can be seeded.
-
+//!
+// The links above to items behind a feature go to the item when the feature is on and to this
+// page when it is off, so `cargo doc` is clean with any feature set.
+#![cfg_attr(
+    feature = "http",
+    doc = "[`http`]: http\n[`http::HttpRetryRules`]: http::HttpRetryRules\n[`http::HttpClassifier`]: http::HttpClassifier\n[`http::ReadBody`]: http::ReadBody"
+)]
+#![cfg_attr(
+    not(feature = "http"),
+    doc = "[`http`]: crate\n[`http::HttpRetryRules`]: crate\n[`http::HttpClassifier`]: crate\n[`http::ReadBody`]: crate"
+)]
+#![cfg_attr(
+    feature = "reqwest",
+    doc = "[`http::ResilientClient`]: http::ResilientClient"
+)]
+#![cfg_attr(not(feature = "reqwest"), doc = "[`http::ResilientClient`]: crate")]
+#![cfg_attr(feature = "admin", doc = "[`admin`]: admin")]
+#![cfg_attr(not(feature = "admin"), doc = "[`admin`]: crate")]
+#![cfg_attr(
+    feature = "opentelemetry",
+    doc = "[`http::trace`]: http::trace\n[`http::trace::AttemptSpanLayer`]: http::trace::AttemptSpanLayer"
+)]
+#![cfg_attr(
+    not(feature = "opentelemetry"),
+    doc = "[`http::trace`]: crate\n[`http::trace::AttemptSpanLayer`]: crate"
+)]
 // On docs.rs (`--cfg docsrs`, nightly), each item shows the features it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

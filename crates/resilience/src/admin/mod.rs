@@ -54,7 +54,11 @@
 //! at both ends of a call, so they are opt-in: a [`LatencyLayer`] per endpoint, which the
 //! [`ResilientClient`] adds to each attempt when this feature is on.
 //!
-//! [`ResilientClient`]: crate::http::ResilientClient
+#![cfg_attr(
+    feature = "reqwest",
+    doc = "[`ResilientClient`]: crate::http::ResilientClient"
+)]
+#![cfg_attr(not(feature = "reqwest"), doc = "[`ResilientClient`]: crate")]
 
 mod latency;
 mod registry;

@@ -17,6 +17,17 @@
 //! - With `opentelemetry`: [`trace`], one client span per attempt (retries and hedges
 //!   included, with `http.request.resend_count` from [`ResendCount`]) and a W3C `traceparent`
 //!   naming it on the request; `ResilientClient` puts it on every endpoint.
+//!
+#![cfg_attr(
+    feature = "reqwest",
+    doc = "[`HttpEndpoint`]: HttpEndpoint\n[`ResilientClient`]: ResilientClient"
+)]
+#![cfg_attr(
+    not(feature = "reqwest"),
+    doc = "[`HttpEndpoint`]: crate\n[`ResilientClient`]: crate"
+)]
+#![cfg_attr(feature = "opentelemetry", doc = "[`trace`]: trace")]
+#![cfg_attr(not(feature = "opentelemetry"), doc = "[`trace`]: crate")]
 
 mod body;
 mod classify;

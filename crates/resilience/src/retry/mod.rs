@@ -10,11 +10,17 @@
 //! a total outage the extra load is bounded by that fraction, not by the attempt count.
 //!
 //! What is worth retrying is a [`RetryRules`]: [`RetryErrors`] retries any error of the service
-//! behind it, and with the `http` feature [`HttpRetryRules`](crate::http::HttpRetryRules) knows
+//! behind it, and with the `http` feature [`HttpRetryRules`] knows
 //! about idempotent methods, `Idempotency-Key` and `Retry-After`. Neither retries a rejection
 //! made by this crate's own layers ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen),
 //! [`NoAvailableEndpoint`](crate::balance::NoAvailableEndpoint)): no upstream failed, and retrying a local
 //! "no" only spins.
+//!
+#![cfg_attr(
+    feature = "http",
+    doc = "[`HttpRetryRules`]: crate::http::HttpRetryRules"
+)]
+#![cfg_attr(not(feature = "http"), doc = "[`HttpRetryRules`]: crate")]
 
 mod backoff;
 mod budget;

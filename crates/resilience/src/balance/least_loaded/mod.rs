@@ -37,7 +37,7 @@
 //!   share.
 //!
 //! What is a failure is the classifier's to say, as for a breaker: every `Err` by default,
-//! [`HttpClassifier`](crate::http::HttpClassifier) for HTTP answers (5xx).
+//! [`HttpClassifier`] for HTTP answers (5xx).
 //!
 //! ```
 //! use std::time::Duration;
@@ -62,6 +62,12 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+#![cfg_attr(
+    feature = "http",
+    doc = "[`HttpClassifier`]: crate::http::HttpClassifier"
+)]
+#![cfg_attr(not(feature = "http"), doc = "[`HttpClassifier`]: crate")]
 
 mod config;
 mod estimate;

@@ -37,14 +37,14 @@ use crate::striped::PerStripe;
 /// Every setting and its default is in one table on [`ResilientClientBuilder`]. Each response
 /// names the endpoint that answered it in an [`AnsweredBy`](super::AnsweredBy) extension.
 ///
-/// The balancer is [`LeastLoaded`]: alike endpoints take turns, a slow or busy one loses its
+/// The balancer is [`LeastLoaded`](crate::balance::LeastLoaded): alike endpoints take turns, a slow or busy one loses its
 /// share, one that fails far more often than its peers is ejected for a while, and one that
 /// comes back ramps up. A retry after an endpoint's own failure goes to another endpoint at
 /// once while one is healthy, and backs off only when none is.
 ///
-/// With the `opentelemetry` feature, each endpoint's stack starts with an
-/// [`AttemptSpan`](crate::http::trace::AttemptSpan): one client span per attempt, retries and
-/// hedge copies included, and a `traceparent` naming it on the request.
+/// With the `opentelemetry` feature, each endpoint's stack starts with an [`AttemptSpan`]: one
+/// client span per attempt, retries and hedge copies included, and a `traceparent` naming it on
+/// the request.
 ///
 /// An attempt is the whole exchange: the request, the headers and the body, read to the end
 /// under a cap, so the attempt timeout, the breaker and the retry all cover a body that stalls
@@ -72,6 +72,12 @@ use crate::striped::PerStripe;
 /// # Ok(())
 /// # }
 /// ```
+///
+#[cfg_attr(
+    feature = "opentelemetry",
+    doc = "[`AttemptSpan`]: crate::http::trace::AttemptSpan"
+)]
+#[cfg_attr(not(feature = "opentelemetry"), doc = "[`AttemptSpan`]: crate")]
 #[derive(Clone)]
 pub struct ResilientClient {
     pub(super) stack: Stack,
