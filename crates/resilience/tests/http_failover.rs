@@ -11,7 +11,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use resilience::http::{AnsweredBy, ResilientClient};
+use resilience::http::{AnsweredBy, ResilientClient, UpstreamUnavailable};
 use resilience::{CircuitBreakerHandle, State};
 use support::{Answer, Server};
 
@@ -158,6 +158,64 @@ async fn a_stopped_endpoint_is_routed_around_and_comes_back() {
     );
     one.stop().await;
     two.stop().await;
+}
+
+#[tokio::test]
+async fn with_every_endpoint_down_the_error_names_the_causes_and_then_the_endpoints() {
+    let one = Server::start(Answer::Name("one"), "127.0.0.1:0".parse().unwrap()).await;
+    let two = Server::start(Answer::Name("two"), "127.0.0.1:0".parse().unwrap()).await;
+    let urls = [one.url(), two.url()];
+    let client = two_endpoint_client(urls.clone(), Duration::from_secs(30));
+    one.stop().await;
+    two.stop().await;
+
+    // Every attempt is refused: the error is the last attempt's, with its causes down to the
+    // socket's.
+    let request = client
+        .request(reqwest::Method::GET, "/who")
+        .build()
+        .unwrap();
+    let error = client.execute(request).await.unwrap_err();
+    let chain = resilience::chain_text(error.as_ref());
+    assert!(
+        chain.to_lowercase().contains("connection refused"),
+        "{chain}"
+    );
+
+    // Each breaker opened after its second refusal; then no endpoint admits a request.
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let request = client
+                .request(reqwest::Method::GET, "/who")
+                .build()
+                .unwrap();
+            let error = client.execute(request).await.unwrap_err();
+            if let Ok(none) = error.downcast::<UpstreamUnavailable>() {
+                break none;
+            }
+        }
+    })
+    .await
+    .expect("both breakers opened");
+    assert_eq!(refused.upstream(), "users");
+    let listed: Vec<(String, State)> = refused.endpoints().to_vec();
+    let expected: Vec<(String, State)> = urls
+        .iter()
+        .map(|url| (url.trim_end_matches('/').to_owned(), State::Open))
+        .collect();
+    assert_eq!(listed, expected);
+    let soonest = refused.next_probe_in().expect("an open breaker will probe");
+    assert!(soonest <= Duration::from_secs(30), "{soonest:?}");
+    let text = refused.to_string();
+    assert!(
+        text.contains("no endpoint of \"users\" is admitting traffic"),
+        "{text}"
+    );
+    assert!(text.contains("the soonest may probe in"), "{text}");
+    assert!(
+        resilience::find_in_chain::<resilience::NoAvailableEndpoint>(&refused).is_some(),
+        "the balancer's own error is still in the chain"
+    );
 }
 
 #[tokio::test]

@@ -48,6 +48,6 @@ pub use self::reqwest::ResilientClientConfig;
 #[cfg(feature = "reqwest")]
 pub use self::reqwest::{
     AnsweredBy, DEFAULT_MAX_BODY, EndpointFuture, HttpEndpoint, ResilientClient,
-    ResilientClientBuilder, ResponseFuture,
+    ResilientClientBuilder, ResponseFuture, UpstreamUnavailable,
 };
 pub use self::retry::{HttpRetryRules, parse_retry_after};

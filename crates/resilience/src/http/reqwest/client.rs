@@ -17,7 +17,8 @@ use super::attempt::Attempt;
 use super::builder::ResilientClientBuilder;
 use super::endpoints::{ClientEndpoint, EndpointFactory, endpoint_key, parse_endpoint};
 use super::stack::{Endpoint, Hedged, Stack};
-use crate::balance::LeastLoadedHandle;
+use super::unavailable::UpstreamUnavailable;
+use crate::balance::{LeastLoadedHandle, NoAvailableEndpoint};
 use crate::circuit_breaker::CircuitBreakerHandle;
 use crate::error::{BoxError, InvalidConfig};
 use crate::hedge::HedgeMetrics;
@@ -107,6 +108,22 @@ impl Parts {
     fn local_stack(&self, stack: &Stack) -> &Stack {
         self.local_stacks.get_or_init(|| stack.clone())
     }
+
+    /// `error`, or, when the balancer found no endpoint admitting the request, what each
+    /// endpoint of this upstream looks like now.
+    fn explain(&self, error: BoxError) -> BoxError {
+        match error.downcast::<NoAvailableEndpoint>() {
+            Ok(none) => Box::new(UpstreamUnavailable::now(
+                &self.factory.upstream,
+                self.endpoints
+                    .keys()
+                    .into_iter()
+                    .map(|endpoint| (endpoint.url.to_string(), endpoint.breaker)),
+                *none,
+            )),
+            Err(other) => other,
+        }
+    }
 }
 
 impl ResilientClient {
@@ -136,9 +153,14 @@ impl ResilientClient {
     }
 
     /// Sends `request` through the stack and reads the whole answer.
+    ///
+    /// When no endpoint admits it, the error is an [`UpstreamUnavailable`] naming the upstream,
+    /// each endpoint's state and the soonest probe. When every attempt failed, it is the last
+    /// attempt's error with its whole chain of causes (see [`chain_text`](crate::error::chain_text)).
     pub async fn execute(&self, request: Request) -> Result<http::Response<Bytes>, BoxError> {
         let stack = self.parts.local_stack(&self.stack).clone();
-        stack.oneshot(Attempt::new(request)).await
+        let answer = stack.oneshot(Attempt::new(request)).await;
+        answer.map_err(|error| self.parts.explain(error))
     }
 
     /// One handle per endpoint breaker, in the balancer's turn order (the order endpoints were
@@ -232,6 +254,7 @@ impl Service<Request> for ResilientClient {
     fn call(&mut self, request: Request) -> Self::Future {
         ResponseFuture {
             inner: self.stack.call(Attempt::new(request)),
+            parts: Arc::clone(&self.parts),
         }
     }
 }
@@ -242,6 +265,7 @@ pin_project! {
     pub struct ResponseFuture {
         #[pin]
         inner: <Stack as Service<Attempt>>::Future,
+        parts: Arc<Parts>,
     }
 }
 
@@ -249,7 +273,10 @@ impl Future for ResponseFuture {
     type Output = Result<http::Response<Bytes>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        let this = self.project();
+        this.inner
+            .poll(cx)
+            .map(|answer| answer.map_err(|error| this.parts.explain(error)))
     }
 }
 

@@ -8,6 +8,7 @@ mod config;
 mod endpoint;
 mod endpoints;
 mod stack;
+mod unavailable;
 
 pub use self::builder::ResilientClientBuilder;
 pub use self::client::{ResilientClient, ResponseFuture};
@@ -16,3 +17,4 @@ pub use self::config::ResilientClientConfig;
 pub use self::endpoint::{
     AnsweredBy, DEFAULT_MAX_BODY, HttpEndpoint, ResponseFuture as EndpointFuture,
 };
+pub use self::unavailable::UpstreamUnavailable;
