@@ -9,6 +9,29 @@ use super::{CircuitBreaker, CircuitBreakerConfig, ErrorsAreFailures};
 /// Every service the layer wraps gets a breaker of its own: applying one layer to each endpoint
 /// of a balancer gives each endpoint an independent breaker. Clones of a wrapped service share
 /// that service's breaker.
+///
+/// The handle of a breaker (its state, counters and operator controls) comes from the service
+/// the layer made, [`CircuitBreaker::handle`]. When other layers wrap that service, reach it
+/// through theirs (tower's `Retry` outside: `service.get_ref().handle()`), or make the breaker
+/// first and take its handle before wrapping it:
+///
+/// ```
+/// use tower::{Layer, ServiceBuilder, retry::RetryLayer, service_fn};
+/// use resilience::{BoxError, CircuitBreakerConfig, CircuitBreakerLayer, RetryPolicy, State};
+///
+/// # fn main() -> Result<(), BoxError> {
+/// let breaker = CircuitBreakerLayer::new(CircuitBreakerConfig::default())
+///     .named("users")
+///     .layer(service_fn(|id: u32| async move { Ok::<_, BoxError>(id) }));
+/// let handle = breaker.handle();
+/// let service = ServiceBuilder::new()
+///     .layer(RetryLayer::new(RetryPolicy::builder().build()?))
+///     .service(breaker);
+/// assert_eq!(service.get_ref().handle().name(), handle.name());
+/// assert_eq!(handle.state(), State::Closed);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerLayer<C = ErrorsAreFailures> {
     config: CircuitBreakerConfig,

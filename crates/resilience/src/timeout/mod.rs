@@ -13,6 +13,15 @@
 //! [`Retry`](tower::retry::Retry) and the per-attempt timeout inside it; give
 //! [`RetryPolicy`](crate::retry::RetryPolicy) the same deadline so it does not start a retry that cannot
 //! finish in time.
+//!
+//! **Names shared with tower and tokio.** [`Timeout`], [`TimeoutLayer`] and [`Elapsed`] are
+//! this crate's own types, not re-exports of `tower::timeout::{Timeout, TimeoutLayer}` or
+//! `tokio::time::error::Elapsed`: they differ in the timer sharing above and in the error
+//! (this [`Elapsed`] says how long the limit was). Where both are in scope, import one under
+//! another name (`use resilience::timeout::Timeout as AttemptTimeout;`) or by path, and look for
+//! an attempt's timeout in an error chain with this crate's [`Elapsed`]
+//! (`find_in_chain::<resilience::Elapsed>`): tower's `Elapsed` is a different type and is not
+//! found that way.
 
 mod error;
 pub mod future;
