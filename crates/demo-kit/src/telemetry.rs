@@ -250,12 +250,11 @@ pub struct ServerContext<S> {
     inner: S,
 }
 
-/// The OpenTelemetry contexts of one request: the caller's, and (without tracing-opentelemetry)
-/// the request's own.
+/// The caller's OpenTelemetry context, kept for [`server_span`] (so only while spans are
+/// exported: otherwise there is no server span to read it).
 #[derive(Debug, Clone)]
 struct RequestContext {
     caller: Context,
-    own: Option<Context>,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for ServerContext<S>
@@ -278,9 +277,8 @@ where
             let builder = SpanBuilder::from_name("request").with_kind(SpanKind::Server);
             match SERVER_TRACER.get() {
                 Some(tracer) => caller.with_span(tracer.build_with_context(builder, &caller)),
-                None => caller.with_span(
-                    global::tracer("demo-kit").build_with_context(builder, &caller),
-                ),
+                None => caller
+                    .with_span(global::tracer("demo-kit").build_with_context(builder, &caller)),
             }
         });
         // Without an exporter there is no server span to carry the request's fields into log
@@ -296,10 +294,15 @@ where
                 .filter(|caller| caller.is_valid())
                 .map(|caller| caller.span_id()),
         });
-        let attached = own.clone().unwrap_or_default();
-        request
-            .extensions_mut()
-            .insert(RequestContext { caller, own });
+        let attached = match own {
+            Some(own) => own,
+            // tracing-opentelemetry's server span is the request's context; it reads the
+            // caller's from the request.
+            None => {
+                request.extensions_mut().insert(RequestContext { caller });
+                Context::default()
+            }
+        };
         InRequest::new(self.inner.call(request).with_context(attached), fields)
     }
 }
@@ -391,15 +394,10 @@ pub fn server_span<B>(request: &http::Request<B>, routes: Option<crate::RouteOf>
     if remote.is_valid() {
         span.record("parent_id", display(remote.span_id()));
     }
-    let own = match &context.own {
-        Some(own) => own.span().span_context().clone(),
-        None => {
-            if remote.is_valid() {
-                let _ = span.set_parent(context.caller.clone());
-            }
-            span.context().span().span_context().clone()
-        }
-    };
+    if remote.is_valid() {
+        let _ = span.set_parent(context.caller.clone());
+    }
+    let own = span.context().span().span_context().clone();
     if own.is_valid() {
         span.record("trace_id", display(own.trace_id()));
     }
