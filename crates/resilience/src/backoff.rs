@@ -31,17 +31,21 @@ pub struct ExponentialBackoff {
     base: Duration,
     max: Duration,
     multiplier: f64,
-    jitter: f64,
+    /// `None` until chosen: a builder given this schedule then applies its own default.
+    jitter: Option<f64>,
 }
 
 impl ExponentialBackoff {
-    /// Doubles from `base` up to `max`, with no jitter.
+    /// Doubles from `base` up to `max`, with no jitter chosen: used as it is, its delays are not
+    /// jittered, and a builder given it ([`RetryPolicyBuilder::backoff`](crate::retry::RetryPolicyBuilder::backoff),
+    /// the resilient client's) keeps its own default jitter of 50 %. To have none on purpose, say
+    /// so with [`with_jitter(0.0)`](Self::with_jitter).
     pub fn new(base: Duration, max: Duration) -> Self {
         Self {
             base,
             max,
             multiplier: 2.0,
-            jitter: 0.0,
+            jitter: None,
         }
     }
 
@@ -65,8 +69,19 @@ impl ExponentialBackoff {
 
     /// Shortens each delay by a random share of up to `jitter` (0 = none, 1 = full jitter).
     pub fn with_jitter(mut self, jitter: f64) -> Self {
-        self.jitter = jitter;
+        self.jitter = Some(jitter);
         self
+    }
+
+    /// This schedule with `jitter`, unless it chose one itself.
+    pub(crate) fn or_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = self.jitter.or(Some(jitter));
+        self
+    }
+
+    /// The jitter in force: the one chosen, or none.
+    pub fn jitter(&self) -> f64 {
+        self.jitter.unwrap_or(0.0)
     }
 
     /// The first delay.
@@ -81,13 +96,13 @@ impl ExponentialBackoff {
 
     /// The delay before step `n` (0-based), jittered with `rng`.
     pub fn delay<R: Rng + ?Sized>(&self, n: u32, rng: &mut R) -> Duration {
-        jitter_down(self.nominal(n), self.jitter, rng)
+        jitter_down(self.nominal(n), self.jitter(), rng)
     }
 
     /// The shortest and longest delay [`delay`](Self::delay) can return for step `n`.
     pub fn bounds(&self, n: u32) -> (Duration, Duration) {
         let nominal = self.nominal(n);
-        (nominal.mul_f64(1.0 - self.jitter), nominal)
+        (nominal.mul_f64(1.0 - self.jitter()), nominal)
     }
 
     fn nominal(&self, n: u32) -> Duration {
@@ -126,10 +141,10 @@ impl ExponentialBackoff {
                 ),
             ));
         }
-        if !(0.0..=1.0).contains(&self.jitter) {
+        if !(0.0..=1.0).contains(&self.jitter()) {
             return Err(InvalidConfig::new(
                 component,
-                format!("jitter must be between 0 and 1, got {}", self.jitter),
+                format!("jitter must be between 0 and 1, got {}", self.jitter()),
             ));
         }
         Ok(())
@@ -137,7 +152,7 @@ impl ExponentialBackoff {
 }
 
 /// `{ base = "50ms", max = "2s", multiplier = 2.0, jitter = 0.5 }` (feature `serde`):
-/// `multiplier` defaults to 2 and `jitter` to 0, as with [`ExponentialBackoff::new`]; the
+/// `multiplier` defaults to 2 and `jitter` is left unchosen, as with [`ExponentialBackoff::new`]; the
 /// schedule is checked as every builder that takes one checks it.
 #[cfg(feature = "serde")]
 impl<'de> serde::Deserialize<'de> for ExponentialBackoff {
@@ -186,6 +201,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use rand::{SeedableRng, rngs::SmallRng};
+
+    #[test]
+    fn a_schedule_without_jitter_of_its_own_takes_the_builders_and_zero_is_a_choice() {
+        let unchosen = ExponentialBackoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        assert_eq!(unchosen.jitter(), 0.0, "used as it is, it does not jitter");
+        assert_eq!(unchosen.or_jitter(0.5).jitter(), 0.5);
+        assert_eq!(unchosen.with_jitter(0.2).or_jitter(0.5).jitter(), 0.2);
+        assert_eq!(unchosen.with_jitter(0.0).or_jitter(0.5).jitter(), 0.0);
+    }
 
     #[test]
     fn grows_by_the_multiplier_until_the_cap() {

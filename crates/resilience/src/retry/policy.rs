@@ -16,6 +16,9 @@ use crate::balance::Alternatives;
 use crate::error::InvalidConfig;
 use crate::striped_arc::StripedArc;
 
+/// The jitter of the default backoff, kept by a backoff given without one of its own.
+const DEFAULT_JITTER: f64 = 0.5;
+
 /// A `tower::retry::Policy` with exponential backoff and jitter, a maximum number of attempts,
 /// a [`RetryBudget`] and an optional overall deadline.
 ///
@@ -106,7 +109,7 @@ impl RetryPolicy {
             settings: Settings {
                 max_attempts: 3,
                 backoff: ExponentialBackoff::new(Duration::from_millis(50), Duration::from_secs(2))
-                    .with_jitter(0.5),
+                    .with_jitter(DEFAULT_JITTER),
                 deadline: None,
                 min_attempt_time: Duration::ZERO,
                 retry_after_cap: RETRY_AFTER_CAP,
@@ -224,9 +227,11 @@ impl<R> RetryPolicyBuilder<R> {
         self
     }
 
-    /// The delay before each retry.
+    /// The delay before each retry (default: 50 ms doubling to 2 s, 50 % jitter). A schedule
+    /// that chose no jitter ([`ExponentialBackoff::new`] alone) gets the default 50 %; pass
+    /// `.with_jitter(0.0)` for none.
     pub fn backoff(mut self, backoff: ExponentialBackoff) -> Self {
-        self.settings.backoff = backoff;
+        self.settings.backoff = backoff.or_jitter(DEFAULT_JITTER);
         self
     }
 

@@ -45,6 +45,7 @@ fn fixed(delay_ms: u64) -> ExponentialBackoff {
         Duration::from_millis(delay_ms),
         Duration::from_millis(delay_ms),
     )
+    .with_jitter(0.0)
     .with_multiplier(1.0)
 }
 
@@ -173,10 +174,10 @@ async fn a_retry_that_cannot_finish_before_the_deadline_is_not_started() {
     let service = recording_service(attempts.clone(), origin, |_| Err("down".into()));
     let policy = RetryPolicy::builder()
         .max_attempts(10)
-        .backoff(ExponentialBackoff::new(
-            Duration::from_millis(400),
-            Duration::from_secs(10),
-        ))
+        .backoff(
+            ExponentialBackoff::new(Duration::from_millis(400), Duration::from_secs(10))
+                .with_jitter(0.0),
+        )
         .deadline(Duration::from_secs(1))
         .without_budget()
         .build()

@@ -73,10 +73,10 @@ async fn the_deadline_bounds_retries_and_backoff() {
     });
     let policy = RetryPolicy::builder()
         .max_attempts(100)
-        .backoff(ExponentialBackoff::new(
-            Duration::from_millis(100),
-            Duration::from_millis(100),
-        ))
+        .backoff(
+            ExponentialBackoff::new(Duration::from_millis(100), Duration::from_millis(100))
+                .with_jitter(0.0),
+        )
         .without_budget()
         .build()
         .unwrap();
@@ -112,10 +112,10 @@ async fn with_the_policy_told_the_deadline_the_last_upstream_error_comes_back_ea
     let endpoint = service_fn(|()| std::future::pending::<Result<(), BoxError>>());
     let policy = RetryPolicy::builder()
         .max_attempts(100)
-        .backoff(ExponentialBackoff::new(
-            Duration::from_millis(100),
-            Duration::from_millis(100),
-        ))
+        .backoff(
+            ExponentialBackoff::new(Duration::from_millis(100), Duration::from_millis(100))
+                .with_jitter(0.0),
+        )
         .deadline(Duration::from_secs(1))
         .min_attempt_time(Duration::from_millis(300))
         .without_budget()

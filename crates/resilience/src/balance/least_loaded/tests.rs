@@ -341,7 +341,7 @@ fn retrying(
 ) -> Retry<RetryPolicy, LeastLoaded<String, SimEndpoint>> {
     let mut policy = RetryPolicy::builder()
         .max_attempts(3)
-        .backoff(ExponentialBackoff::new(ms(100), ms(100)))
+        .backoff(ExponentialBackoff::new(ms(100), ms(100)).with_jitter(0.0))
         .without_budget();
     if with_alternatives {
         policy = policy.alternatives(balancer.handle());

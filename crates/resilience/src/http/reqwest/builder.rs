@@ -141,10 +141,10 @@ impl ResilientClientBuilder {
     }
 
     /// The delay before a retry when no other endpoint is healthy (a retry that can go to a
-    /// healthy endpoint goes at once). Taken as given, jitter included: the default has 50 %,
-    /// [`ExponentialBackoff::new`] none until [`with_jitter`](ExponentialBackoff::with_jitter).
+    /// healthy endpoint goes at once). A schedule that chose no jitter ([`ExponentialBackoff::new`]
+    /// alone) keeps the default 50 %; pass `.with_jitter(0.0)` for none.
     pub fn backoff(mut self, backoff: ExponentialBackoff) -> Self {
-        self.backoff = backoff;
+        self.backoff = backoff.or_jitter(0.5);
         self
     }
 

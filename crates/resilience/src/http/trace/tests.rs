@@ -146,10 +146,10 @@ async fn a_retry_is_a_second_span_with_resend_count_one() {
     let (exporter, _guard) = traced();
     let policy = RetryPolicy::builder()
         .rules(HttpRetryRules)
-        .backoff(ExponentialBackoff::new(
-            Duration::from_millis(1),
-            Duration::from_millis(1),
-        ))
+        .backoff(
+            ExponentialBackoff::new(Duration::from_millis(1), Duration::from_millis(1))
+                .with_jitter(0.0),
+        )
         .build()
         .unwrap();
     let client = ServiceBuilder::new()
