@@ -1,5 +1,8 @@
-//! Sliding windows of call outcomes, recorded without locks: the one window of the crate, read
-//! by the breaker's trip conditions and by the load-aware balancer's outlier detection.
+//! Sliding windows recorded without locks: the crate's one implementation of them. Outcome
+//! windows ([`Window`]: the last `n` calls, or the calls of the last `d`) are read by the
+//! breaker's trip conditions and the load-aware balancer's outlier detection; the time-slotted
+//! ring under the time window ([`SlotRing`]) also holds the dashboard's latency histogram
+//! (`admin/latency.rs`).
 //!
 //! Each recorded sample carries the generation it belongs to. A breaker's state change starts a
 //! new generation, so "clearing" a window is free and can never race with a concurrent record:
@@ -10,7 +13,7 @@
 //! another thread records into it, that one sample may be lost. A breaker needs a rate, not an
 //! audit, and the alternative is a lock on every call.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The sliding window over which failure and slow-call rates are measured.
@@ -110,22 +113,16 @@ impl CountWindow {
 
 const BUCKETS: u64 = 10;
 
-/// The calls of the last `span`, in [`BUCKETS`] buckets of `span / BUCKETS` each.
+/// The calls of the last `span`, in [`BUCKETS`] slots of `span / BUCKETS` each.
 pub(crate) struct TimeWindow {
     bucket_nanos: u64,
-    buckets: Box<[Bucket]>,
+    ring: SlotRing<3>,
 }
 
-#[derive(Default)]
-struct Bucket {
-    /// `generation << 40 | bucket number`, so a bucket knows which stretch of time it counts.
-    stamp: AtomicU64,
-    calls: AtomicU32,
-    failures: AtomicU32,
-    slow: AtomicU32,
-}
-
-const BUCKET_NUMBER_BITS: u32 = 40;
+/// The counters of one slot of a [`TimeWindow`].
+const CALLS: usize = 0;
+const FAILURES: usize = 1;
+const SLOW_CALLS: usize = 2;
 
 impl TimeWindow {
     fn new(span: Duration) -> Self {
@@ -134,59 +131,139 @@ impl TimeWindow {
             .max(1);
         Self {
             bucket_nanos,
-            buckets: (0..BUCKETS).map(|_| Bucket::default()).collect(),
+            ring: SlotRing::new(BUCKETS as usize),
         }
-    }
-
-    fn stamp(generation: u32, number: u64) -> u64 {
-        (u64::from(generation) << BUCKET_NUMBER_BITS) | (number & ((1 << BUCKET_NUMBER_BITS) - 1))
     }
 
     fn record(&self, generation: u32, now_nanos: u64, sample: Sample) {
-        let number = now_nanos / self.bucket_nanos;
-        let bucket = &self.buckets[(number % BUCKETS) as usize];
-        let stamp = Self::stamp(generation, number);
-        let seen = bucket.stamp.load(Ordering::Acquire);
-        if seen != stamp
-            && bucket
-                .stamp
-                .compare_exchange(seen, stamp, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            // This thread rolled the bucket over to the current stretch of time: empty it.
-            bucket.calls.store(0, Ordering::Relaxed);
-            bucket.failures.store(0, Ordering::Relaxed);
-            bucket.slow.store(0, Ordering::Relaxed);
-        }
-        bucket.calls.fetch_add(1, Ordering::Relaxed);
-        if sample.failure {
-            bucket.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        if sample.slow {
-            bucket.slow.fetch_add(1, Ordering::Relaxed);
-        }
+        self.ring
+            .record(generation, now_nanos / self.bucket_nanos, |counts| {
+                counts[CALLS].fetch_add(1, Ordering::Relaxed);
+                if sample.failure {
+                    counts[FAILURES].fetch_add(1, Ordering::Relaxed);
+                }
+                if sample.slow {
+                    counts[SLOW_CALLS].fetch_add(1, Ordering::Relaxed);
+                }
+            });
     }
 
     fn counts(&self, generation: u32, now_nanos: u64) -> WindowCounts {
-        let current = now_nanos / self.bucket_nanos;
-        let oldest = current.saturating_sub(BUCKETS - 1);
-        let mut counts = WindowCounts::default();
-        for number in oldest..=current {
-            let bucket = &self.buckets[(number % BUCKETS) as usize];
-            if bucket.stamp.load(Ordering::Acquire) != Self::stamp(generation, number) {
+        let counts = self.ring.sum(generation, now_nanos / self.bucket_nanos);
+        let count = |field: usize| u32::try_from(counts[field]).unwrap_or(u32::MAX);
+        WindowCounts {
+            calls: count(CALLS),
+            failures: count(FAILURES),
+            slow: count(SLOW_CALLS),
+        }
+    }
+}
+
+/// A ring of time slots, each holding `N` counters for one stretch of time (its number, e.g.
+/// the second since an epoch) in one generation.
+///
+/// The first record of a new stretch claims the slot that stretch maps to with one
+/// compare-and-swap of the slot's stamp, and empties it. A record that races the claim may be
+/// lost, and one that arrives after a later stretch has taken its slot is dropped: a rate or a
+/// percentile can afford that, a hot path cannot afford a lock.
+pub(crate) struct SlotRing<const N: usize> {
+    slots: Box<[Slot<N>]>,
+}
+
+struct Slot<const N: usize> {
+    /// `generation << 40 | (stretch + 1)`; 0 while the slot has counted nothing.
+    stamp: AtomicU64,
+    counts: [AtomicU64; N],
+}
+
+const STRETCH_BITS: u32 = 40;
+const STRETCH_MASK: u64 = (1 << STRETCH_BITS) - 1;
+
+impl<const N: usize> SlotRing<N> {
+    pub(crate) fn new(slots: usize) -> Self {
+        Self {
+            slots: (0..slots.max(1))
+                .map(|_| Slot {
+                    stamp: AtomicU64::new(0),
+                    counts: std::array::from_fn(|_| AtomicU64::new(0)),
+                })
+                .collect(),
+        }
+    }
+
+    fn stamp(generation: u32, stretch: u64) -> u64 {
+        (u64::from(generation) << STRETCH_BITS) | (stretch.wrapping_add(1) & STRETCH_MASK)
+    }
+
+    fn slot(&self, stretch: u64) -> &Slot<N> {
+        &self.slots[(stretch % self.slots.len() as u64) as usize]
+    }
+
+    /// Counts into the slot of `stretch` in `generation`: `add` bumps the counters it means.
+    pub(crate) fn record(&self, generation: u32, stretch: u64, add: impl FnOnce(&[AtomicU64; N])) {
+        let slot = self.slot(stretch);
+        let stamp = Self::stamp(generation, stretch);
+        let seen = slot.stamp.load(Ordering::Acquire);
+        if seen != stamp {
+            if seen > stamp {
+                // A later stretch (or generation) has the slot already.
+                return;
+            }
+            if slot
+                .stamp
+                .compare_exchange(seen, stamp, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                for count in &slot.counts {
+                    count.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+        add(&slot.counts);
+    }
+
+    /// The counters summed over the stretches of `generation` the ring covers up to `newest`.
+    pub(crate) fn sum(&self, generation: u32, newest: u64) -> [u64; N] {
+        let oldest = newest.saturating_sub(self.slots.len() as u64 - 1);
+        let mut sums = [0; N];
+        for stretch in oldest..=newest {
+            let slot = self.slot(stretch);
+            if slot.stamp.load(Ordering::Acquire) != Self::stamp(generation, stretch) {
                 continue;
             }
-            counts.calls += bucket.calls.load(Ordering::Relaxed);
-            counts.failures += bucket.failures.load(Ordering::Relaxed);
-            counts.slow += bucket.slow.load(Ordering::Relaxed);
+            for (sum, count) in sums.iter_mut().zip(&slot.counts) {
+                *sum += count.load(Ordering::Relaxed);
+            }
         }
-        counts
+        sums
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn one(counts: &[AtomicU64; 1]) {
+        counts[0].fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn a_slot_ring_counts_per_stretch_and_drops_a_record_whose_slot_moved_on() {
+        let ring = SlotRing::<1>::new(3);
+        ring.record(0, 0, one);
+        ring.record(0, 1, one);
+        ring.record(0, 1, one);
+        assert_eq!(ring.sum(0, 1), [3]);
+        ring.record(0, 3, one);
+        assert_eq!(
+            ring.sum(0, 3),
+            [3],
+            "stretch 3 took stretch 0's slot: 2 + 1"
+        );
+        ring.record(0, 0, one);
+        assert_eq!(ring.sum(0, 3), [3], "a record for stretch 0 came too late");
+        assert_eq!(ring.sum(1, 3), [0], "another generation sees none of these");
+    }
 
     const OK: Sample = Sample {
         failure: false,

@@ -2,10 +2,11 @@
 //! tokio's clock when a call starts and when it ends, and adds one to a bucket.
 //!
 //! The buckets are the hedge's (four per power of two of microseconds, bounds within 19 % of
-//! each other). Time is cut into ten one-second slots, reused round-robin: the first call of a
-//! new second claims its slot with one compare-and-swap and clears it. A call that ends exactly
-//! while its slot is being cleared may be lost; a dashboard can afford that, a hot path cannot
-//! afford a lock.
+//! each other). Time is cut into ten one-second slots of the crate's sliding window
+//! ([`SlotRing`], the one under the breaker's time window too): the first call of a new second
+//! claims its slot with one compare-and-swap and clears it. A call that ends exactly while its
+//! slot is being cleared may be lost; a dashboard can afford that, a hot path cannot afford a
+//! lock.
 //!
 //! Cost per call: two clock reads, one `Arc` clone and one relaxed atomic add (two at the first
 //! call of a second); no lock and no allocation. Memory: about 10 KiB per endpoint.
@@ -13,7 +14,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::hedge::latency::{BUCKETS, bucket_of, percentile};
+use crate::window::SlotRing;
 
 /// Slots of one second each: the window is this many seconds.
 const SLOTS: u64 = 10;
@@ -39,13 +41,8 @@ pub struct LatencyRecorder {
 
 struct Slots {
     epoch: Instant,
-    slots: [Slot; SLOTS as usize],
-}
-
-struct Slot {
-    /// The second (since `epoch`) this slot counts, plus one; 0 while it has counted nothing.
-    second: AtomicU64,
-    counts: [AtomicU64; BUCKETS],
+    /// One slot per second since `epoch`, each a histogram of the calls that ended in it.
+    ring: SlotRing<BUCKETS>,
 }
 
 /// What a [`LatencyRecorder`] saw over the last ten seconds.
@@ -65,51 +62,21 @@ impl LatencyRecorder {
         Self {
             inner: Arc::new(Slots {
                 epoch: Instant::now(),
-                slots: std::array::from_fn(|_| Slot {
-                    second: AtomicU64::new(0),
-                    counts: std::array::from_fn(|_| AtomicU64::new(0)),
-                }),
+                ring: SlotRing::new(SLOTS as usize),
             }),
         }
     }
 
     /// Counts one call that took `latency` and ended at `now`.
     pub fn record(&self, now: Instant, latency: Duration) {
-        let tag = self.second_of(now) + 1;
-        let slot = &self.inner.slots[(tag % SLOTS) as usize];
-        let seen = slot.second.load(Ordering::Acquire);
-        if seen != tag {
-            if seen > tag {
-                // Ended in a second whose slot a later second has already taken.
-                return;
-            }
-            if slot
-                .second
-                .compare_exchange(seen, tag, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                // This call opened the slot's new second: forget the old one.
-                for count in &slot.counts {
-                    count.store(0, Ordering::Relaxed);
-                }
-            }
-        }
-        slot.counts[bucket_of(latency)].fetch_add(1, Ordering::Relaxed);
+        self.inner.ring.record(0, self.second_of(now), |counts| {
+            counts[bucket_of(latency)].fetch_add(1, Ordering::Relaxed);
+        });
     }
 
     /// The median and 99th percentile of the calls that ended in the ten seconds up to `now`.
     pub fn percentiles(&self, now: Instant) -> LatencyPercentiles {
-        let newest = self.second_of(now) + 1;
-        let oldest = newest.saturating_sub(SLOTS - 1).max(1);
-        let mut counts = [0; BUCKETS];
-        for slot in &self.inner.slots {
-            let second = slot.second.load(Ordering::Acquire);
-            if (oldest..=newest).contains(&second) {
-                for (total, count) in counts.iter_mut().zip(&slot.counts) {
-                    *total += count.load(Ordering::Relaxed);
-                }
-            }
-        }
+        let counts = self.inner.ring.sum(0, self.second_of(now));
         LatencyPercentiles {
             calls: counts.iter().sum(),
             p50: percentile(&counts, 0.5),

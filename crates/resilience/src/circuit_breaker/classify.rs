@@ -12,7 +12,18 @@ pub enum Outcome {
 
 /// Decides whether a call's result counts as a failure.
 ///
-/// Closures work too: `|result: &Result<u16, E>| ...` returning an [`Outcome`].
+/// A breaker classifies what the service inside it returns. When that service is one of this
+/// crate's layers (a [`TimeoutLayer`](crate::TimeoutLayer) inside the breaker, say), its error is
+/// [`BoxError`](crate::BoxError), so the classifier is written over
+/// `Result<Response, BoxError>` and finds the inner error with `downcast_ref`.
+///
+/// Closures work too: `|result: &Result<u16, BoxError>| ...` returning an [`Outcome`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot classify a `Result<{T}, {E}>`",
+    label = "the breaker's inner service answers `Result<{T}, {E}>`",
+    note = "a breaker's classifier sees the error of the service inside the breaker; with any of this crate's layers inside (a `TimeoutLayer`, say) that error is `resilience::BoxError`",
+    note = "write the classifier for `&Result<Response, BoxError>` and find your error with `error.downcast_ref::<YourError>()`"
+)]
 pub trait Classify<T, E> {
     /// Classifies one result.
     fn classify(&self, result: &Result<T, E>) -> Outcome;

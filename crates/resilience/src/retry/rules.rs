@@ -28,6 +28,17 @@ pub enum RetryDecision {
 }
 
 /// Decides which requests can be retried and which results should be.
+///
+/// tower's `Retry` hands the rules what the service inside it returns. Every layer of this crate
+/// (a breaker, a balancer, [`FailFast`](crate::FailFast), a timeout) fails with [`BoxError`],
+/// so rules used over them are written for `Result<Response, BoxError>` and find an inner
+/// error with `downcast_ref` (or [`find_in_chain`](crate::find_in_chain)).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` are not retry rules for `{Request}` answered by `Result<{Response}, {Error}>`",
+    label = "the service inside `Retry` answers `Result<{Response}, {Error}>`",
+    note = "tower's `Retry` gives its policy's rules the error of the service inside it; every layer of this crate (breaker, balancer, `FailFast`, timeout) fails with `resilience::BoxError`",
+    note = "write the rules for `RetryRules<Request, Response, BoxError>` and find your error with `error.downcast_ref::<YourError>()`"
+)]
 pub trait RetryRules<Request, Response, Error> {
     /// A copy of the request to send again, or `None` if it cannot be copied (it is then sent
     /// once, and not retried).
