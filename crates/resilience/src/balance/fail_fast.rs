@@ -18,6 +18,13 @@ use crate::error::BoxError;
 /// [`RetryPolicy`](crate::retry::RetryPolicy) does not retry; unlike it, it also sheds when the
 /// endpoints are merely busy, so leave it out where waiting for a busy endpoint is wanted.
 ///
+/// **Directly over the balancer.** It sees only the readiness of the service right under it.
+/// Tower's `Buffer` is always ready while its queue has room, whatever the balancer behind it
+/// says, so a `FailFast` outside a `Buffer` never sheds and requests wait in the queue until
+/// their deadline. Tower's p2c `Balance` is not `Clone`, so a `Retry` over it needs a `Buffer`:
+/// put this layer inside that `Buffer`, between it and the balancer (`Retry → Buffer → FailFast
+/// → Balance`; `examples/p2c.rs`). This crate's balancers are `Clone` and need no `Buffer`.
+///
 /// ```
 /// use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 /// use resilience::{CircuitBreakerConfig, CircuitBreakerLayer, FailFastLayer, NoAvailableEndpoint, RoundRobin};
