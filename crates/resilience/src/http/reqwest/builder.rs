@@ -335,13 +335,20 @@ mod tests {
         let client = ResilientClient::builder("users")
             .endpoints(["http://127.0.0.1:8081/", "http://127.0.0.1:8083"])
             .build();
-        let endpoints = client.map(|client| client.endpoints());
+        let client = client.expect("the defaults are valid");
+        let urls = ["http://127.0.0.1:8081", "http://127.0.0.1:8083"];
+        assert_eq!(client.endpoints(), urls);
+        let pairs = client.endpoint_breakers();
+        let names: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(url, breaker)| (url.as_str(), breaker.name()))
+            .collect();
         assert_eq!(
-            endpoints.ok(),
-            Some(vec![
-                "http://127.0.0.1:8081".to_owned(),
-                "http://127.0.0.1:8083".to_owned()
-            ])
+            names,
+            [
+                (urls[0], "users@http://127.0.0.1:8081"),
+                (urls[1], "users@http://127.0.0.1:8083")
+            ]
         );
     }
 }

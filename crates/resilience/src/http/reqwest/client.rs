@@ -163,6 +163,18 @@ impl ResilientClient {
         answer.map_err(|error| self.parts.explain(error))
     }
 
+    /// Each endpoint's URL (as [`endpoints`](Self::endpoints) gives it) with its breaker, in the
+    /// balancer's turn order: one list, read at once, where zipping the two others could pair
+    /// an endpoint with its neighbour's breaker if one was added in between.
+    pub fn endpoint_breakers(&self) -> Vec<(String, CircuitBreakerHandle)> {
+        self.parts
+            .endpoints
+            .keys()
+            .into_iter()
+            .map(|endpoint| (endpoint.url.to_string(), endpoint.breaker))
+            .collect()
+    }
+
     /// One handle per endpoint breaker, in the balancer's turn order (the order endpoints were
     /// added).
     pub fn breakers(&self) -> Vec<CircuitBreakerHandle> {
