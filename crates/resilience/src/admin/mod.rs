@@ -49,10 +49,22 @@
 //! Nothing on a breaker's call path: rates and error rates come from the counters every breaker
 //! keeps anyway, sampled when someone looks (each JSON request, and once a second per open
 //! stream). A stream is polled only while its connection is open: no task runs when nobody
-//! watches. Each breaker seen by a look gets a state-change listener once; a change with no
-//! stream connected costs it a lock and an empty loop. Latency percentiles need a clock read
-//! at both ends of a call, so they are opt-in: a [`LatencyLayer`] per endpoint, which the
-//! [`ResilientClient`] adds to each attempt when this feature is on.
+//! watches. While a stream is connected each breaker has one state-change listener feeding it;
+//! the last stream to end takes them off, and a look alone adds none. Latency percentiles need
+//! a clock read at both ends of a call, so they are opt-in: a [`LatencyLayer`] per endpoint,
+//! which the [`ResilientClient`] adds to each attempt when this feature is on.
+//!
+//! # Why it is in this crate
+//!
+//! The dashboard stays here, behind the `admin` feature, rather than in a `resilience-admin`
+//! crate beside it. It reads what only this crate can reach without widening its public API:
+//! each breaker's counters and last change, the balancer's per-endpoint load, the retry and
+//! hedge counters, and the time-slotted ring its latency histogram shares with the breaker's
+//! window. Split out, each of those would become a public accessor to keep stable for one
+//! consumer. What it adds to a build that does not ask for it is nothing: no dependency, no
+//! code, no cost on any call. Its one page is a string in the binary (no build step, no
+//! external resource), and its HTTP surface is a plain tower service the host mounts behind its
+//! own authentication, so it ties the crate to no web framework.
 //!
 #![cfg_attr(
     feature = "reqwest",
