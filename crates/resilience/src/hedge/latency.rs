@@ -80,10 +80,13 @@ impl DelayRule {
     }
 }
 
-/// One window's counts, striped per thread.
-pub(crate) struct Window(StripedCounters<BUCKETS>);
+/// The latencies of one period, striped per thread: the hedge records one on every call from
+/// every thread, so it counts on per-thread cache lines and reads them back once a period. Not
+/// a sliding window: the hedge keeps two and swaps them as periods end (`hedge/mod.rs`); the
+/// crate's sliding windows are in `window.rs`.
+pub(crate) struct PeriodHistogram(StripedCounters<BUCKETS>);
 
-impl Window {
+impl PeriodHistogram {
     pub(crate) fn new() -> Self {
         Self(StripedCounters::new())
     }
@@ -196,7 +199,7 @@ mod tests {
 
     #[test]
     fn a_window_sums_its_stripes_and_clears() {
-        let window = Window::new();
+        let window = PeriodHistogram::new();
         std::thread::scope(|scope| {
             for _ in 0..3 {
                 scope.spawn(|| {

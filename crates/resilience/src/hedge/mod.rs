@@ -68,7 +68,7 @@ use tower_service::Service;
 
 pub use self::config::{HedgeConfig, HedgeConfigBuilder};
 use self::future::ResponseFuture;
-use self::latency::{DelayRule, Window};
+use self::latency::{DelayRule, PeriodHistogram};
 use crate::error::BoxError;
 use crate::retry::RetryBudget;
 
@@ -139,7 +139,7 @@ pub(crate) struct Shared {
     rule: DelayRule,
     window: Duration,
     epoch: Instant,
-    windows: [Window; 2],
+    windows: [PeriodHistogram; 2],
     /// The number of the window being recorded into (time since `epoch` / `window`).
     current: AtomicU64,
     /// The hedge delay in nanoseconds; 0 while hedging is off.
@@ -266,7 +266,7 @@ impl Shared {
             rule: config.rule,
             window: config.window,
             epoch: Instant::now(),
-            windows: [Window::new(), Window::new()],
+            windows: [PeriodHistogram::new(), PeriodHistogram::new()],
             current: AtomicU64::new(0),
             delay_nanos: AtomicU64::new(0),
             rotating: Mutex::new(()),
