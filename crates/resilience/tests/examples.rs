@@ -102,3 +102,43 @@ fn https_trusts_only_the_generated_certificate() {
     assert_prints(&stdout, "https answer: 200 OK \"hello over TLS, /users/1\"");
     assert_prints(&stdout, "without the test root: refused");
 }
+
+#[test]
+fn client_answers_everything_while_one_endpoint_fails() {
+    let stdout = run("client");
+    assert_prints(&stdout, "every one answered 200");
+    assert_prints(
+        &stdout,
+        "after the trip: 20 of 20 requests answered by good, 0 reached bad",
+    );
+    assert_prints(&stdout, "bad's breaker: open;");
+}
+
+#[test]
+fn service_fn_breaker_alone_refuses_at_once_when_open() {
+    let stdout = run("service_fn");
+    assert_prints(
+        &stdout,
+        "request 0: user 0 not found after 1 attempt; breaker closed with 0 failures",
+    );
+    assert_prints(&stdout, "after 3 attempts; breaker open");
+    // Each later request: refused by the open breaker itself, before any timeout.
+    for id in 3..6 {
+        let prefix = format!("request {id}: ");
+        assert!(
+            stdout.lines().any(|line| line.starts_with(&prefix)
+                && line.contains("(CircuitOpen from users, at once: true")),
+            "expected request {id} to fail at once with CircuitOpen in:\n{stdout}"
+        );
+    }
+    assert_prints(&stdout, "while open: 0 calls reached the service");
+}
+
+#[test]
+fn p2c_retry_behind_a_buffer_fails_fast_with_every_breaker_open() {
+    let stdout = run("p2c_retry");
+    assert_prints(&stdout, "circuit breaker c: closed -> open");
+    assert_prints(&stdout, "every one answered 200");
+    assert_prints(&stdout, "endpoint c: 0 of the next 30 requests");
+    assert_prints(&stdout, "(NoAvailableEndpoint, at once: true");
+}
