@@ -120,12 +120,10 @@ async fn main() -> Result<(), BoxError> {
         .attempt_timeout(Duration::from_secs(1))
         .deadline(Duration::from_secs(3))
         .build()?;
-    // `breakers()` is in the same order as `endpoints()`: the order they were given.
     let bad_breaker = users
-        .breakers()
+        .endpoint_breakers()
         .into_iter()
-        .zip(users.endpoints())
-        .find_map(|(breaker, url)| (url == bad.url()).then_some(breaker))
+        .find_map(|(url, breaker)| (url == bad.url()).then_some(breaker))
         .ok_or("no breaker for the failing endpoint")?;
     bad_breaker.on_state_change(|change| println!("event: {change}"));
 
