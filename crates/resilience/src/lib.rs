@@ -74,8 +74,9 @@
 //! # Under tower's p2c, and over hyper-util
 //!
 //! The breakers are plain tower services, so any readiness-based balancer routes around an open
-//! one. Under tower's power-of-two-choices
-//! balancer (whole program: `examples/p2c.rs`):
+//! one. Under tower's power-of-two-choices balancer (whole program: `examples/p2c.rs`; with
+//! retry, which needs tower's `Buffer` because `Balance` is not `Clone`, `FailFast` goes inside
+//! the `Buffer`, directly over the balancer: `examples/p2c_retry.rs`):
 //!
 //! ```
 //! use tower::balance::p2c::Balance;
