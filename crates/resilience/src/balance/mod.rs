@@ -2,8 +2,9 @@
 //!
 //! A balancer must know, before it sends a request, whether an endpoint will take it. Tower's
 //! answer is readiness, and this crate uses it: a
-//! [breaker](crate::circuit_breaker::CircuitBreaker) is not ready while it admits no calls, and is woken when it may admit one again. So
-//! [`RoundRobin`], tower's `p2c` and any readiness-based balancer route around open breakers,
+//! [breaker](crate::circuit_breaker::CircuitBreaker) is not ready while it admits no calls, and
+//! is woken when it may admit one again. So [`RoundRobin`], [`LeastLoaded`], tower's `p2c` and
+//! any readiness-based balancer route around open breakers,
 //! and any layer a user puts between the balancer and the breakers (a `TraceLayer`, `MapErr`,
 //! `ConcurrencyLimit`, a `BoxCloneService`) passes readiness on, as every tower service does.
 //!

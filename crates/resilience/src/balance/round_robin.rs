@@ -22,8 +22,9 @@ use crate::error::BoxError;
 use crate::striped_arc::StripedArc;
 
 /// Spreads requests over endpoints in strict turn, skipping endpoints that are not ready (a
-/// breaker is not ready while it admits no calls), and waiting when none is ready. Put [`FailFast`](super::FailFast) outside it to
-/// answer [`NoAvailableEndpoint`] at once instead; with no endpoints at all it does so itself.
+/// breaker is not ready while it admits no calls), and waiting when none is ready. Put
+/// [`FailFast`](super::FailFast) outside it to answer [`NoAvailableEndpoint`] at once instead;
+/// with no endpoints at all it does so itself.
 ///
 /// Clones share the endpoints and the turn, so a stack cloned per request still rotates.
 /// Endpoints are cloned for each request, so they should be cheap to clone (a breaker, a
