@@ -22,7 +22,7 @@
 //! `items[1].quantity`).
 
 //!
-//! The service is a [`Resource`](demo_kit::resource::Resource) ([`Orders`]): its app, probes,
+//! The service is a [`Resource`] ([`Orders`]): its app, probes,
 //! serving layers and `main` are demo-kit's, shared with the other service; this crate has its
 //! flags, handlers and storage.
 

@@ -21,7 +21,7 @@
 //! route, 405 wrong method, 409 duplicate email, 413 body over 64 KiB, 422 invalid field (named).
 
 //!
-//! The service is a [`Resource`](demo_kit::resource::Resource) ([`Users`]): its app, probes,
+//! The service is a [`Resource`] ([`Users`]): its app, probes,
 //! serving layers and `main` are demo-kit's, shared with the other service; this crate has its
 //! flags, handlers and storage.
 
