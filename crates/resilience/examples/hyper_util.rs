@@ -1,7 +1,7 @@
 //! Run with `cargo run -p resilience --example hyper_util --features http`.
 //!
 //! The crate's stack over a plain `hyper_util` client, no reqwest: deadline → retry
-//! (`HttpRetryRules`) → fail fast → round robin → a gated breaker per endpoint (`HttpClassifier`)
+//! (`HttpRetryRules`) → fail fast → round robin → a breaker per endpoint (`HttpClassifier`)
 //! → attempt timeout → the client, which reads the whole body inside the attempt. Two hyper
 //! servers on 127.0.0.1 answer; one is stopped half-way, and every request is still answered:
 //! the ones that reach the stopped server are retried on the other, until its breaker opens and

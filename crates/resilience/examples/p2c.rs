@@ -1,7 +1,7 @@
 //! Run with `cargo run -p resilience --example p2c`.
 //!
 //! One circuit breaker per endpoint under tower's power-of-two-choices balancer: three
-//! in-process endpoints, "b" failing. Its breaker trips, and since a gated breaker that admits no
+//! in-process endpoints, "b" failing. Its breaker trips, and since a breaker that admits no
 //! call is not ready, p2c stops picking it. `FailFast` outside answers at once when no endpoint
 //! is ready at all.
 

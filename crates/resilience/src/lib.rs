@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | [`CircuitBreaker`] | stops calling an endpoint that keeps failing, probes it back | [`CircuitBreakerLayer`] + service |
 //! | [`balance::LeastLoaded`] | weighs ready endpoints by latency and calls outstanding; slow start; outlier ejection (the default in [`http::ResilientClient`]) | service over endpoints |
-//! | [`RoundRobin`] | spreads requests over ready endpoints in strict turn (a gated open breaker is not ready) | service over endpoints |
+//! | [`RoundRobin`] | spreads requests over ready endpoints in strict turn (an open breaker is not ready) | service over endpoints |
 //! | [`FailFast`] | answers [`NoAvailableEndpoint`] at once when no endpoint is ready | [`FailFastLayer`] + service |
 //! | [`HealthCheck`] | while a breaker is open, asks the endpoint itself whether it is back | attached to a [`CircuitBreaker`] |
 //! | [`RetryPolicy`] | backoff with jitter, attempt limit, budget, deadline | `tower::retry::Policy` |

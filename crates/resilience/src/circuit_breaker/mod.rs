@@ -114,8 +114,7 @@ use crate::striped_arc::StripedArc;
 
 /// A service guarded by a circuit breaker; see the [module docs](self).
 ///
-/// Clones share one breaker. A gated clone does not share the admission its `poll_ready`
-/// reserved.
+/// Clones share one breaker. A clone does not share the admission its `poll_ready` reserved.
 pub struct CircuitBreaker<S, C = ErrorsAreFailures> {
     inner: S,
     breaker: StripedArc<Breaker>,
@@ -256,8 +255,9 @@ where
     type Future = ResponseFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Alone, an open breaker is "ready to reject": its caller learns at once, from `call`,
-        // that the circuit is open. Gated, it is not ready until it admits a call.
+        // By default a breaker is not ready until it admits a call. Built with
+        // `reject_when_open`, an open one is "ready to reject": its caller learns at once, from
+        // `call`, that the circuit is open.
         if let Some(gate) = &mut self.gate {
             ready!(gate.poll_admit(&self.breaker, cx));
         }
