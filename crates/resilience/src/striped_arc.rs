@@ -13,6 +13,12 @@
 //! alive), so a handle that travels to a worker thread costs one lookup and is cheap from then
 //! on. The root holds its branches weakly: when every clone of a stripe is gone, so is its
 //! branch, and when every branch is gone, so is the value.
+//!
+//! [`Lanes`] keeps one clone on every stripe alive, for a value reached through `&self` from
+//! any thread (a breaker's state, from whichever worker runs the call): each call clones the
+//! lane of its own thread, with no lookup and a count no other thread writes, even when the task
+//! that holds the service has moved to another worker. This is the crate's one per-thread
+//! reference count; the per-thread counters it indexes by are [`striped`](crate::striped)'s.
 
 use std::fmt;
 use std::ops::Deref;
@@ -25,6 +31,10 @@ pub(crate) struct StripedArc<T> {
     branch: Arc<Branch<T>>,
 }
 
+/// Alone on its cache lines (128 bytes covers adjacent-line prefetching): a thread's
+/// reference count must not share a line with another thread's, and [`Lanes`] allocates all
+/// its branches at once, side by side.
+#[repr(align(128))]
 struct Branch<T> {
     root: Arc<Root<T>>,
     stripe: usize,
@@ -82,6 +92,66 @@ impl<T> StripedArc<T> {
             branch
         });
         Self { branch }
+    }
+}
+
+/// One [`StripedArc`] per thread stripe, all alive as long as this is; see the [module docs](self).
+pub(crate) struct Lanes<T> {
+    lanes: [StripedArc<T>; STRIPES],
+}
+
+impl<T> Lanes<T> {
+    /// Lanes over the value `make` returns, given a weak reference to that value (for a task it
+    /// spawns that must not keep it alive).
+    pub(crate) fn new_cyclic(make: impl FnOnce(WeakStriped<T>) -> T) -> Self {
+        let root = Arc::new_cyclic(|root| Root {
+            value: make(WeakStriped {
+                root: Weak::clone(root),
+            }),
+            branches: std::array::from_fn(|_| Mutex::new(Weak::new())),
+        });
+        Self {
+            lanes: std::array::from_fn(|stripe| StripedArc::on_stripe(&root, stripe)),
+        }
+    }
+
+    /// A new reference on this thread's lane: one increment of a count only this thread's
+    /// stripe writes.
+    #[inline(always)]
+    pub(crate) fn clone_this_threads(&self) -> StripedArc<T> {
+        StripedArc {
+            branch: Arc::clone(&self.lanes[stripe_index()].branch),
+        }
+    }
+}
+
+impl<T> Deref for Lanes<T> {
+    type Target = T;
+
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.lanes[0]
+    }
+}
+
+/// A reference to a [`StripedArc`]'s value that does not keep it alive.
+pub(crate) struct WeakStriped<T> {
+    root: Weak<Root<T>>,
+}
+
+impl<T> WeakStriped<T> {
+    /// A strong reference on this thread's stripe, while the value lives.
+    pub(crate) fn upgrade(&self) -> Option<StripedArc<T>> {
+        let root = self.root.upgrade()?;
+        Some(StripedArc::on_stripe(&root, stripe_index()))
+    }
+}
+
+impl<T> Clone for WeakStriped<T> {
+    fn clone(&self) -> Self {
+        Self {
+            root: Weak::clone(&self.root),
+        }
     }
 }
 
@@ -175,6 +245,32 @@ mod tests {
         drop(there);
         assert_eq!(drops.load(Ordering::SeqCst), 1);
         assert!(root.upgrade().is_none(), "no branch keeps the root alive");
+    }
+
+    #[test]
+    fn lanes_clone_this_threads_branch_and_a_weak_reference_does_not_keep_the_value() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut weak = None;
+        let lanes = Lanes::new_cyclic(|me| {
+            weak = Some(me);
+            Tracked(Arc::clone(&drops))
+        });
+        let weak = weak.unwrap();
+        let here = lanes.clone_this_threads();
+        assert!(Arc::ptr_eq(
+            &here.branch,
+            &lanes.lanes[stripe_index()].branch
+        ));
+        assert_eq!(here.branch.stripe, stripe_index());
+        let upgraded = weak.upgrade().unwrap();
+        assert!(StripedArc::ptr_eq(&upgraded, &here));
+        drop((lanes, here, upgraded));
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the lanes were the last owners"
+        );
+        assert!(weak.upgrade().is_none());
     }
 
     #[test]

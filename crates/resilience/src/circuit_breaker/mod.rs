@@ -38,8 +38,8 @@
 //! Every decision (trip, open → half-open, probe outcome, open-duration growth, the half-open
 //! wait, what counts as slow) is made by plain functions of the state and the time
 //! (`machine.rs`, `policy.rs`), tested without a runtime. The mechanism around them is one job
-//! per file: the atomic word (`word.rs`), admission (`state.rs`), a call's permit (`permit.rs`)
-//! and the per-thread lanes it holds (`lane.rs`), recording an outcome (`record.rs`), moving
+//! per file: the atomic word (`word.rs`), admission (`state.rs`), a call's permit (`permit.rs`),
+//! recording an outcome (`record.rs`), moving
 //! between states with its logs and listeners (`transition.rs`), and the health check
 //! (`probe.rs`).
 //!
@@ -78,7 +78,6 @@ mod error;
 mod events;
 pub mod future;
 mod gate;
-mod lane;
 mod layer;
 mod machine;
 mod permit;

@@ -1,11 +1,10 @@
 //! The right to make one call, taken when the breaker admits it and settled with its outcome.
 
-use std::sync::Arc;
-
 use tokio::time::Instant;
 
 use super::classify::Outcome;
-use super::lane::Lane;
+use super::state::Core;
+use crate::striped_arc::{Lanes, StripedArc};
 
 /// The right to make one call, taken when the call is admitted.
 ///
@@ -16,7 +15,8 @@ use super::lane::Lane;
 /// instead of being built in memory and copied (a copy the processor stalls on, because it
 /// reads back at once what was just written in smaller pieces).
 pub(crate) struct Permit {
-    pub(super) lane: Arc<Lane>,
+    /// The breaker, through the lane of the thread that admitted the call.
+    pub(super) core: StripedArc<Core>,
     /// The generation it was admitted in, shifted left past the two flags below.
     tag: u64,
 }
@@ -26,11 +26,12 @@ const PERMIT_PROBE: u64 = 2;
 const PERMIT_FLAGS: u32 = 2;
 
 impl Permit {
-    /// A permit for a call admitted in `generation`, holding `lane`; a probe's when `probe`.
+    /// A permit for a call admitted in `generation`, holding this thread's lane of `lanes`; a
+    /// probe's when `probe`.
     #[inline(always)]
-    pub(super) fn new(lane: &Arc<Lane>, generation: u64, probe: bool) -> Self {
+    pub(super) fn new(lanes: &Lanes<Core>, generation: u64, probe: bool) -> Self {
         Self {
-            lane: Arc::clone(lane),
+            core: lanes.clone_this_threads(),
             tag: (generation << PERMIT_FLAGS) | if probe { PERMIT_PROBE } else { 0 },
         }
     }
@@ -54,7 +55,7 @@ impl Permit {
     pub(crate) fn settle(&mut self, outcome: Outcome, started: Option<Instant>) {
         if !self.is_settled() {
             self.tag |= PERMIT_SETTLED;
-            self.lane.core.record(self, outcome, started);
+            self.core.record(self, outcome, started);
         }
     }
 
@@ -65,9 +66,9 @@ impl Permit {
         if crate::call_scope::abandon::abandoning() {
             // A hedge gave up on this call: another endpoint answered a whole exchange sooner.
             self.tag |= PERMIT_SETTLED;
-            self.lane.core.record(self, Outcome::Failure, None);
+            self.core.record(self, Outcome::Failure, None);
         } else if self.is_probe() {
-            self.lane.core.release_probe(self.generation());
+            self.core.release_probe(self.generation());
         }
     }
 }

@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::events::{State, TransitionReason};
 use super::state::Core;
+use crate::striped_arc::WeakStriped;
 
 use crate::error::{BoxError, InvalidConfig};
 
@@ -130,7 +131,7 @@ impl std::fmt::Debug for HealthCheck {
 /// Checks the endpoint of a breaker open in `generation` until the check passes or the open
 /// period ends. Holds the breaker weakly: a dropped breaker stops its check.
 pub(super) async fn watch_open_period(
-    core: Weak<Core>,
+    core: WeakStriped<Core>,
     name: Arc<str>,
     generation: u64,
     check: HealthCheck,

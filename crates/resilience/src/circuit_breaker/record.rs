@@ -10,10 +10,9 @@ use tokio::time::Instant;
 
 use super::classify::Outcome;
 use super::events::{State, TransitionReason};
-use super::lane::{FAILURES, SLOW, SUCCESSES};
 use super::machine::Machine;
 use super::permit::Permit;
-use super::state::Core;
+use super::state::{Core, FAILURES, SLOW, SUCCESSES};
 use super::word::generation_of;
 use crate::sync::Ordering;
 use crate::window::Sample;
@@ -24,7 +23,7 @@ impl Core {
     #[inline(always)]
     pub(super) fn record(&self, permit: &Permit, outcome: Outcome, started: Option<Instant>) {
         if outcome == Outcome::Success && !permit.is_probe() && self.window.is_none() {
-            permit.lane.count(SUCCESSES);
+            self.counts.increment(SUCCESSES);
             let word = self.word.load(Ordering::Acquire);
             if generation_of(word) == permit.generation()
                 && self.consecutive_failures.load(Ordering::Relaxed) != 0
@@ -54,11 +53,10 @@ impl Core {
             .zip(now)
             .map(|(started, now)| now.saturating_duration_since(started));
         let slow = self.policy.is_slow(took);
-        permit
-            .lane
-            .count(if failure { FAILURES } else { SUCCESSES });
+        self.counts
+            .increment(if failure { FAILURES } else { SUCCESSES });
         if slow {
-            permit.lane.count(SLOW);
+            self.counts.increment(SLOW);
         }
 
         let word = self.word.load(Ordering::Acquire);

@@ -8,13 +8,13 @@
 //! reads the word and the clock, asks, and carries out the answer.
 //!
 //! The rest of the breaker's mechanism sits beside this one, each in its own file: a call's
-//! permit (`permit.rs`), the per-thread lanes permits hold (`lane.rs`), recording an outcome
+//! permit (`permit.rs`), recording an outcome
 //! (`record.rs`), moving between states with its logs, listeners and wake-ups (`transition.rs`),
 //! and the health check an open breaker runs (`probe.rs`). Every decision they carry out is in
 //! `machine.rs` and `policy.rs`, plain functions tested without a runtime.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -26,23 +26,31 @@ use tokio::time::Instant;
 use super::config::CircuitBreakerConfig;
 use super::error::CircuitOpen;
 use super::events::{CircuitBreakerMetrics, State, StateChange, TransitionReason};
-use super::lane::{FAILURES, Lane, REJECTED, SLOW, SUCCESSES};
 use super::machine::{Admission, Machine};
 use super::permit::Permit;
 use super::policy::TripPolicy;
 use super::probe::HealthCheck;
 use super::word::{PROBE_ONE, generation_of, pack, probes_of};
-use crate::striped::{STRIPES, stripe_index};
+use crate::striped::StripedCounters;
+use crate::striped_arc::{Lanes, WeakStriped};
 use crate::sync::{AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::window::Window;
 
 pub(super) type Listener = Arc<dyn Fn(&StateChange) + Send + Sync>;
 
-/// The state of one breaker, shared by its lanes.
+/// Which of a breaker's per-thread counters: successes, failures, slow calls, refused calls.
+pub(super) const SUCCESSES: usize = 0;
+pub(super) const FAILURES: usize = 1;
+pub(super) const SLOW: usize = 2;
+pub(super) const REJECTED: usize = 3;
+
+/// The state of one breaker, shared by its lanes and its permits.
 pub(super) struct Core {
     pub(super) name: Arc<str>,
     /// Itself, for the health-check task it spawns when it opens.
-    pub(super) me: Weak<Core>,
+    pub(super) me: WeakStriped<Core>,
+    /// Outcomes and refusals, counted on the calling thread's stripe.
+    pub(super) counts: StripedCounters<4>,
     pub(super) word: AtomicU64,
     /// In nanoseconds since `epoch`, when the open period probing may start. Apart from
     /// `half_open_until`: a caller that read the word while open and the deadline just after a
@@ -76,23 +84,27 @@ pub(super) struct Cold {
     pub(super) waiters: Vec<Waker>,
 }
 
-/// One breaker: its core, and the per-thread lanes its permits hold.
+/// One breaker: its core, behind one lane per thread stripe, which its permits clone.
+///
+/// A call's permit must own a reference to the breaker (tower futures are `'static`). One shared
+/// `Arc` would make every core write its reference count on every call; the permit instead
+/// clones the lane of the calling thread (see [`Lanes`]), so the count it writes is as private
+/// as the striped counters.
 ///
 /// Aligned so that these fields, read on every call, do not share a cache line with the
 /// reference count of the `Arc` that services and handles hold, which clones write.
 #[repr(align(128))]
 pub(crate) struct Breaker {
-    core: Arc<Core>,
-    lanes: [Arc<Lane>; STRIPES],
+    core: Lanes<Core>,
 }
 
 const EVENT_BUFFER: usize = 64;
 
 impl Breaker {
     pub(crate) fn new(config: &CircuitBreakerConfig, name: Arc<str>) -> Self {
-        let core = Arc::new_cyclic(|me| Core::new(config, name, me.clone()));
-        let lanes = std::array::from_fn(|_| Arc::new(Lane::new(Arc::clone(&core))));
-        Self { core, lanes }
+        Self {
+            core: Lanes::new_cyclic(|me| Core::new(config, name, me)),
+        }
     }
 
     pub(crate) fn name(&self) -> &Arc<str> {
@@ -115,23 +127,17 @@ impl Breaker {
         self.core.needs_clock.then(crate::call_scope::clock::now)
     }
 
-    /// This thread's lane.
-    #[inline(always)]
-    fn lane(&self) -> &Arc<Lane> {
-        &self.lanes[stripe_index() % STRIPES]
-    }
-
     /// Admits one call, or says why not (and counts the refusal).
     #[inline(always)]
     pub(crate) fn acquire(&self) -> Result<Permit, CircuitOpen> {
-        self.core.acquire(self.lane(), true)
+        self.core.acquire(&self.core, true)
     }
 
     /// Admits one call for a readiness gate, which asks as often as it is polled: a refusal
     /// here is a "not now", not a rejected call, and is not counted.
     #[inline]
     pub(crate) fn acquire_quietly(&self) -> Result<Permit, CircuitOpen> {
-        self.core.acquire(self.lane(), false)
+        self.core.acquire(&self.core, false)
     }
 
     /// Whether `permit` was taken in the breaker's current state (no transition since).
@@ -198,19 +204,13 @@ impl Breaker {
     }
 
     pub(crate) fn metrics(&self) -> CircuitBreakerMetrics {
-        let count = |field: usize| {
-            self.lanes
-                .iter()
-                .map(|lane| lane.read(field))
-                .fold(0, u64::wrapping_add)
-        };
-        let counts = [SUCCESSES, FAILURES, SLOW, REJECTED].map(count);
+        let counts = [SUCCESSES, FAILURES, SLOW, REJECTED].map(|field| self.core.counts.sum(field));
         self.core.metrics(counts)
     }
 }
 
 impl Core {
-    fn new(config: &CircuitBreakerConfig, name: Arc<str>, me: Weak<Core>) -> Self {
+    fn new(config: &CircuitBreakerConfig, name: Arc<str>, me: WeakStriped<Core>) -> Self {
         let rng = match config.seed {
             Some(seed) => SmallRng::seed_from_u64(seed),
             None => SmallRng::from_rng(&mut rand::rng()),
@@ -218,6 +218,7 @@ impl Core {
         Self {
             name,
             me,
+            counts: StripedCounters::new(),
             word: AtomicU64::new(pack(0, 0, State::Closed)),
             open_until: AtomicU64::new(0),
             half_open_until: AtomicU64::new(0),
@@ -284,23 +285,27 @@ impl Core {
         }
     }
 
-    /// Admits one call, with a permit holding `lane`, or says why not; a refusal is counted
-    /// when `count` says so (a call refused, not a balancer looking).
+    /// Admits one call, with a permit holding this thread's lane of `lanes`, or says why not; a
+    /// refusal is counted when `count` says so (a call refused, not a balancer looking).
     ///
     /// A closed breaker admits inline, in its caller: the permit is built in place instead of
     /// returned through memory, which the caller would read back before the stores landed.
     #[inline(always)]
-    fn acquire(&self, lane: &Arc<Lane>, count: bool) -> Result<Permit, CircuitOpen> {
+    fn acquire(&self, lanes: &Lanes<Core>, count: bool) -> Result<Permit, CircuitOpen> {
         let word = self.word.load(Ordering::Acquire);
         if Machine::passes(State::from_bits(word)) {
-            return Ok(self.permit(lane, generation_of(word), false));
+            return Ok(Permit::new(lanes, generation_of(word), false));
         }
-        self.acquire_outside_closed(lane, count)
+        self.acquire_outside_closed(lanes, count)
     }
 
     /// [`acquire`](Self::acquire) in the states that may refuse, probe or move on.
     #[inline(never)]
-    fn acquire_outside_closed(&self, lane: &Arc<Lane>, count: bool) -> Result<Permit, CircuitOpen> {
+    fn acquire_outside_closed(
+        &self,
+        lanes: &Lanes<Core>,
+        count: bool,
+    ) -> Result<Permit, CircuitOpen> {
         loop {
             let word = self.word.load(Ordering::Acquire);
             let generation = generation_of(word);
@@ -309,7 +314,7 @@ impl Core {
                 self.machine
                     .admit(state, probes_of(word), || self.until(state), Instant::now);
             match admission {
-                Admission::Pass => return Ok(self.permit(lane, generation, false)),
+                Admission::Pass => return Ok(Permit::new(lanes, generation, false)),
                 Admission::Probe => {
                     // Take one permit of the word we read; another caller, or a transition,
                     // changing the word first sends us round again.
@@ -323,12 +328,12 @@ impl Core {
                         )
                         .is_ok()
                     {
-                        return Ok(self.permit(lane, generation, true));
+                        return Ok(Permit::new(lanes, generation, true));
                     }
                 }
                 Admission::Reject { retry_after } => {
                     if count {
-                        lane.count(REJECTED);
+                        self.counts.increment(REJECTED);
                     }
                     return Err(CircuitOpen::new(Arc::clone(&self.name), state, retry_after));
                 }
@@ -338,11 +343,6 @@ impl Core {
                 }
             }
         }
-    }
-
-    #[inline(always)]
-    fn permit(&self, lane: &Arc<Lane>, generation: u64, probe: bool) -> Permit {
-        Permit::new(lane, generation, probe)
     }
 
     pub(super) fn release_probe(&self, generation: u64) {
@@ -371,7 +371,7 @@ impl Core {
         generation_of(word) == generation && State::from_bits(word) == State::Open
     }
 
-    /// The metrics, given the counters summed over the lanes (in the order of their indices).
+    /// The metrics, given the counters summed over the stripes (in the order of their indices).
     fn metrics(
         &self,
         [successes, failures, slow_calls, rejected]: [u64; 4],
