@@ -143,7 +143,7 @@ fn run() -> Result<()> {
             Target::Floor => {
                 let floor = match &args.floor {
                     Some(path) => path.clone(),
-                    None => build_floor()?,
+                    None => binary::build_release_floor()?,
                 };
                 let mut command = gateway_command(&floor, args.port);
                 command.extend(args.floor_arg.iter().cloned());
@@ -190,30 +190,6 @@ fn run() -> Result<()> {
         println!("wrote {} and {}", json.display(), md.display());
     }
     Ok(())
-}
-
-/// Builds `reqwest-floor` (release) and returns its path.
-fn build_floor() -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!(
-        "building the reqwest floor: cargo build --release -p resilience-benches --bin reqwest-floor"
-    );
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "resilience-benches",
-            "--bin",
-            "reqwest-floor",
-        ])
-        .current_dir(binary::workspace_root())
-        .status()?;
-    if !status.success() {
-        return Err(format!("building reqwest-floor failed: {status}").into());
-    }
-    Ok(binary::target_dir().join("release").join("reqwest-floor"))
 }
 
 /// Builds the harness's backend (release) under cargo's target directory, as the `proxies`

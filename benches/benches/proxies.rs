@@ -153,7 +153,7 @@ fn run() -> Result<()> {
     let gateway = binary::given_or_built_gateway(args.gateway.as_deref())?;
     let floor = match (args.mode, args.no_floor, &args.floor) {
         (Mode::Throughput, false, Some(floor)) => Some(floor.clone()),
-        (Mode::Throughput, false, None) => Some(build_floor()?),
+        (Mode::Throughput, false, None) => Some(binary::build_release_floor()?),
         _ => None,
     };
     let env = harness_env(&args, &gateway, floor.as_deref(), &machine);
@@ -281,30 +281,6 @@ fn harness_env(
         Mode::Gray => {}
     }
     env
-}
-
-/// Builds `reqwest-floor` (release) and returns its path.
-fn build_floor() -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!(
-        "building the reqwest floor: cargo build --release -p resilience-benches --bin reqwest-floor"
-    );
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "resilience-benches",
-            "--bin",
-            "reqwest-floor",
-        ])
-        .current_dir(binary::workspace_root())
-        .status()?;
-    if !status.success() {
-        return Err(format!("building reqwest-floor failed: {status}").into());
-    }
-    Ok(binary::target_dir().join("release").join("reqwest-floor"))
 }
 
 /// Runs the script with `env` added to this environment; its log (stderr) goes straight to ours,

@@ -1,4 +1,5 @@
-//! Builds the release `demo-gateway` binary that the macro benches run, and finds it.
+//! Builds the release binaries the macro benches run (`demo-gateway`, `reqwest-floor`), and
+//! finds them.
 //!
 //! The services are measured as release builds, whatever profile the bench itself was built
 //! with. The bench runs the same cargo that runs it (`$CARGO`), so the build honours
@@ -63,6 +64,31 @@ pub fn build_release_gateway() -> Result<PathBuf> {
         )
         .into())
     }
+}
+
+/// Runs `cargo build --release -p resilience-benches --bin reqwest-floor` and returns the
+/// binary's path under [`target_dir`].
+pub fn build_release_floor() -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!(
+        "building the reqwest floor: cargo build --release -p resilience-benches --bin reqwest-floor"
+    );
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "resilience-benches",
+            "--bin",
+            "reqwest-floor",
+        ])
+        .current_dir(workspace_root())
+        .status()?;
+    if !status.success() {
+        return Err(format!("building reqwest-floor failed: {status}").into());
+    }
+    Ok(target_dir().join("release").join("reqwest-floor"))
 }
 
 /// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace root), or the
