@@ -12,8 +12,8 @@
 //! Upstream 2xx and 4xx JSON answers are not failures: [`check`] hands them back as a
 //! [`Reply`], and the 4xx go back to the client as they are.
 //!
-//! Every function here takes plain values (the service's name, the soonest probe, what the
-//! stack returned), not the upstream's client: the mapping can be read and tested on its own,
+//! Every function here takes plain values (the service's name and what the stack returned; the
+//! client's `UpstreamUnavailable` carries the soonest probe), not the upstream's client: the mapping can be read and tested on its own,
 //! and `upstream` depends on it, not the other way round.
 
 use std::time::Duration;
@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use demo_kit::{AppError, ErrorCode};
 use http::StatusCode;
-use resilience::http::{BodyFailed, BodyTooLarge};
+use resilience::http::{BodyFailed, BodyTooLarge, UpstreamUnavailable};
 use resilience::{
     BoxError, CircuitOpen, DeadlineExceeded, Elapsed, NoAvailableEndpoint, chain_text,
     find_in_chain,
@@ -42,15 +42,12 @@ pub struct Reply {
 }
 
 /// Turns what the resilience stack returned for `service` into a reply the routes can use, or
-/// the error the client gets. `next_probe_in` is when the upstream's first open breaker will
-/// admit a probe (for `Retry-After` when the error does not say); the caller need only find it
-/// for an `Err` outcome.
+/// the error the client gets.
 pub fn check(
     service: &str,
     outcome: Result<http::Response<Bytes>, BoxError>,
-    next_probe_in: Option<Duration>,
 ) -> Result<Reply, AppError> {
-    let response = outcome.map_err(|error| unreachable(service, &error, next_probe_in))?;
+    let response = outcome.map_err(|error| unreachable(service, &error))?;
     let (parts, body) = response.into_parts();
     let status = parts.status;
     if status.is_server_error() {
@@ -72,8 +69,12 @@ pub fn check(
 }
 
 /// The answer for a request the resilience stack could not complete.
-fn unreachable(service: &str, error: &BoxError, next_probe_in: Option<Duration>) -> AppError {
+fn unreachable(service: &str, error: &BoxError) -> AppError {
     let chain: &(dyn std::error::Error + 'static) = error.as_ref();
+    // When the upstream's first open breaker will admit a probe, as the client saw it when it
+    // found no endpoint admitting the request.
+    let next_probe_in =
+        find_in_chain::<UpstreamUnavailable>(chain).and_then(UpstreamUnavailable::next_probe_in);
     if let Some(open) = find_in_chain::<CircuitOpen>(chain) {
         let retry_after = open
             .retry_after()
@@ -173,7 +174,7 @@ mod tests {
     }
 
     fn status_of(outcome: Outcome) -> u16 {
-        match check("user-service", outcome, None) {
+        match check("user-service", outcome) {
             Ok(reply) => reply.status.as_u16(),
             Err(error) => error.status().as_u16(),
         }
@@ -196,7 +197,7 @@ mod tests {
     #[test]
     fn an_error_the_stack_does_not_name_is_an_unreachable_upstream_502() {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let error = check("user-service", Err(Box::new(refused)), None).unwrap_err();
+        let error = check("user-service", Err(Box::new(refused))).unwrap_err();
         assert_eq!(error.status().as_u16(), 502);
         assert!(
             error

@@ -5,13 +5,11 @@
 //! whole body. Only an allowlist of headers goes upstream, so
 //! hop-by-hop headers and the client's API key never leave the gateway.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use demo_kit::{AppError, BoxError};
 use http::{HeaderMap, HeaderName, Method};
+use resilience::CircuitBreakerConfig;
 use resilience::http::ResilientClient;
-use resilience::{CircuitBreakerConfig, State};
 use tokio::sync::watch;
 
 use crate::config::UpstreamSettings;
@@ -164,19 +162,6 @@ impl Upstream {
                 "building the upstream request {method} {path_and_query}: {error}"
             ))
         })?;
-        let outcome = self.client.execute(request).await;
-        // Only a failed call needs the soonest probe: a success does not read the breakers.
-        let next_probe_in = outcome.as_ref().err().and_then(|_| self.next_probe_in());
-        failure::check(self.service, outcome, next_probe_in)
-    }
-
-    /// When the first breaker of this upstream will admit a probe, if all are open.
-    pub fn next_probe_in(&self) -> Option<Duration> {
-        self.client
-            .breakers()
-            .iter()
-            .filter(|breaker| breaker.state() == State::Open)
-            .filter_map(|breaker| breaker.metrics().next_probe_in)
-            .min()
+        failure::check(self.service, self.client.execute(request).await)
     }
 }
