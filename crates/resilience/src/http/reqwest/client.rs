@@ -115,14 +115,20 @@ impl Parts {
         match error.downcast::<NoAvailableEndpoint>() {
             Ok(none) => Box::new(UpstreamUnavailable::now(
                 &self.factory.upstream,
-                self.endpoints
-                    .keys()
-                    .into_iter()
-                    .map(|endpoint| (endpoint.url.to_string(), endpoint.breaker)),
+                self.endpoint_breakers(),
                 *none,
             )),
             Err(other) => other,
         }
+    }
+
+    /// Each endpoint's URL with its breaker, from the one list.
+    fn endpoint_breakers(&self) -> Vec<(String, CircuitBreakerHandle)> {
+        self.endpoints
+            .keys()
+            .into_iter()
+            .map(|endpoint| (endpoint.url.to_string(), endpoint.breaker))
+            .collect()
     }
 }
 
@@ -167,12 +173,7 @@ impl ResilientClient {
     /// balancer's turn order: one list, read at once, where zipping the two others could pair
     /// an endpoint with its neighbour's breaker if one was added in between.
     pub fn endpoint_breakers(&self) -> Vec<(String, CircuitBreakerHandle)> {
-        self.parts
-            .endpoints
-            .keys()
-            .into_iter()
-            .map(|endpoint| (endpoint.url.to_string(), endpoint.breaker))
-            .collect()
+        self.parts.endpoint_breakers()
     }
 
     /// One handle per endpoint breaker, in the balancer's turn order (the order endpoints were
