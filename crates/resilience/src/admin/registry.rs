@@ -249,12 +249,16 @@ impl Registry {
 
     /// The breaker called `name`, if a registered upstream has it now.
     pub fn breaker(&self, name: &str) -> Option<CircuitBreakerHandle> {
+        self.breakers_now().find(|breaker| breaker.name() == name)
+    }
+
+    /// The breakers of every registered upstream, as their endpoints are now.
+    fn breakers_now(&self) -> impl Iterator<Item = CircuitBreakerHandle> {
         let upstreams = self.upstreams().clone();
         upstreams
-            .iter()
+            .into_iter()
             .flat_map(|upstream| (upstream.endpoints)())
             .map(|endpoint| endpoint.breaker)
-            .find(|breaker| breaker.name() == name)
     }
 
     /// Everything now, with rates over the last ten seconds (from the counters sampled at
@@ -345,12 +349,7 @@ impl Registry {
             !senders.is_empty()
         };
         let current: Vec<CircuitBreakerHandle> = if watched {
-            let upstreams = self.upstreams().clone();
-            upstreams
-                .iter()
-                .flat_map(|upstream| (upstream.endpoints)())
-                .map(|endpoint| endpoint.breaker)
-                .collect()
+            self.breakers_now().collect()
         } else {
             Vec::new()
         };
